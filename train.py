@@ -1,0 +1,683 @@
+"""Train one correct-vs-incorrect pose classifier per category and export it.
+
+    python train.py                      # every category in MediaPipe_Dataset/
+    python train.py --categories stance --epochs 20
+    python train.py --cv 5               # cross-validate against scikit-learn peers
+
+Reads MediaPipe_Dataset/<category>/{correct,incorrect} <category>/*.json and writes
+models/<category>.pt (state dict) and models/<category>.onnx (softmax probabilities,
+with the validation split in its metadata). Importing this file only defines things:
+`from train import PoseClassifier, KeypointNormalizer` trains, prints and writes nothing.
+"""
+import argparse
+import copy
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# ----------------------------------------------------------------------------- layout
+# The 14-point layout (first 14 points of OpenPose COCO-18; neck = shoulder midpoint),
+# x and y interleaved: keypoints = [x0, y0, x1, y1, ..., x13, y13].
+KEYPOINT_NAMES = ["nose", "neck", "right_shoulder", "right_elbow", "right_wrist",
+                  "left_shoulder", "left_elbow", "left_wrist", "right_hip", "right_knee",
+                  "right_ankle", "left_hip", "left_knee", "left_ankle"]
+NUM_POINTS = len(KEYPOINT_NAMES)
+NUM_COORDS = 2 * NUM_POINTS
+# Which of MediaPipe Pose's 33 landmarks each point is (neck: the mean of the two shoulders).
+MEDIAPIPE_33 = [0, (11, 12), 12, 14, 16, 11, 13, 15, 24, 26, 28, 23, 25, 27]
+# Index of each point's left/right twin, for mirroring.
+MIRROR = [0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10]
+CLASS_NAMES = ["incorrect", "correct"]    # index = label; the folder decides the label
+R_SHOULDER, L_SHOULDER, R_HIP, L_HIP = 2, 5, 8, 11
+TORSO_MULTIPLIER = 2.5                    # as in MediaPipe's pose classification embedder
+NORMALIZATION = ("center on the hip midpoint; divide by max(2.5 x torso size, largest "
+                 "distance of a point from the hip midpoint); torso size = hip midpoint to shoulder midpoint")
+
+
+# ----------------------------------------------------------------------------- model
+def normalize_keypoints(x):
+    """Translation- and scale-invariant normalization of (..., 28) keypoints (torch).
+
+    Centers on the hip midpoint and divides by the pose size, the larger of 2.5 torso
+    lengths and the largest distance of any point from the hip midpoint (MediaPipe's
+    pose classification embedder does the same). A degenerate pose (every point in one
+    place) maps to zeros. Applying it twice changes nothing.
+    """
+    p = x.reshape(-1, NUM_POINTS, 2)
+    hips = (p[:, R_HIP] + p[:, L_HIP]) / 2
+    shoulders = (p[:, R_SHOULDER] + p[:, L_SHOULDER]) / 2
+    centered = p - hips.unsqueeze(1)
+    torso = torch.linalg.vector_norm(shoulders - hips, dim=-1)
+    spread = torch.linalg.vector_norm(centered, dim=-1).amax(dim=-1)
+    size = torch.maximum(torso * TORSO_MULTIPLIER, spread).clamp_min(1e-8)
+    return (centered / size[:, None, None]).reshape(x.shape)
+
+
+class KeypointNormalizer:
+    """Callable: 28 numbers (list or array) or an N x 28 array -> float32 array, same shape.
+
+    The normalization PoseClassifier applies as its first stage (normalize_keypoints).
+    """
+
+    def __call__(self, keypoints):
+        x = np.asarray(keypoints, dtype=np.float32)
+        if x.shape[-1] != NUM_COORDS or x.ndim not in (1, 2):
+            raise ValueError(f"expected 28 numbers or an N x 28 array, got shape {x.shape}")
+        with torch.no_grad():
+            return normalize_keypoints(torch.from_numpy(x)).numpy()
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block on a vector: expand, ReLU6, project back (linear bottleneck), add."""
+
+    def __init__(self, width, expansion, dropout):
+        super().__init__()
+        hidden = width * expansion
+        self.block = nn.Sequential(
+            nn.Linear(width, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU6(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, width, bias=False), nn.BatchNorm1d(width),  # no activation: linear bottleneck
+        )
+
+    def forward(self, x):
+        return x + self.block(x)
+
+
+class PoseClassifier(nn.Module):
+    """Raw keypoints (N x 28) -> class logits (N x num_classes).
+
+    normalize_keypoints first (so raw, z-scored or already normalized inputs give the
+    same outputs), then MobileNetV2's ideas on a vector: a stem, inverted residual
+    blocks with linear bottlenecks, batch norm, ReLU6, dropout before the classifier.
+    """
+
+    def __init__(self, input_size=NUM_COORDS, num_classes=2, width=64, expansion=4, blocks=2,
+                 head=128, dropout=0.2):
+        super().__init__()
+        if input_size != NUM_COORDS:
+            raise ValueError(f"input_size must be {NUM_COORDS} (14 points x 2), got {input_size}")
+        self.stem = nn.Sequential(nn.Linear(input_size, width, bias=False), nn.BatchNorm1d(width), nn.ReLU6())
+        self.blocks = nn.Sequential(*[InvertedResidual(width, expansion, dropout) for _ in range(blocks)])
+        self.head = nn.Sequential(nn.Linear(width, head, bias=False), nn.BatchNorm1d(head), nn.ReLU6(),
+                                  nn.Dropout(dropout), nn.Linear(head, num_classes))
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(normalize_keypoints(x))))
+
+
+class WithSoftmax(nn.Module):
+    """What the ONNX file holds: probabilities rather than logits."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return F.softmax(self.model(x), dim=-1)
+
+
+# ----------------------------------------------------------------------------- data
+class DataError(Exception):
+    """A problem with the user's data or folders, reported as one sentence."""
+
+
+def parse_keypoints(raw):
+    """28 numbers, 14 [x, y] pairs or 33 MediaPipe landmarks -> float64 array of 28.
+
+    Raises ValueError with the reason when the value is not a usable pose.
+    """
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise ValueError("no keypoints")
+
+    def number(v, where):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"non-numeric value {v!r} at {where}")
+        return float(v)
+
+    def point(row, i):
+        if isinstance(row, dict):
+            if "x" not in row or "y" not in row:
+                raise ValueError(f"landmark {i} has no x and y")
+            return number(row["x"], f"landmark {i}"), number(row["y"], f"landmark {i}")
+        if isinstance(row, (list, tuple)) and len(row) >= 2:
+            return number(row[0], f"point {i}"), number(row[1], f"point {i}")
+        raise ValueError(f"point {i} is not an [x, y] pair or an object with x and y")
+
+    if all(not isinstance(v, (list, tuple, dict)) for v in raw):
+        if len(raw) != NUM_COORDS:
+            raise ValueError(f"wrong count: {len(raw)} numbers, expected 28 (14 points x 2)")
+        xy = np.array([number(v, f"position {i}") for i, v in enumerate(raw)]).reshape(NUM_POINTS, 2)
+    elif len(raw) == NUM_POINTS:
+        xy = np.array([point(r, i) for i, r in enumerate(raw)])
+    elif len(raw) == 33:
+        marks = np.array([point(r, i) for i, r in enumerate(raw)])
+        xy = np.array([marks[list(m)].mean(axis=0) if isinstance(m, tuple) else marks[m] for m in MEDIAPIPE_33])
+    else:
+        raise ValueError(f"wrong count: {len(raw)} points, expected 14 [x, y] pairs or 33 MediaPipe landmarks")
+    if not np.all(np.isfinite(xy)):
+        raise ValueError("NaN or infinite value")
+    if np.ptp(xy, axis=0).max() < 1e-9:
+        raise ValueError("degenerate pose: all points at one place")
+    return xy.reshape(-1)
+
+
+def load_sample(path, folder_label):
+    """One JSON file -> (keypoints, clip or None, warning or None). Raises ValueError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"unreadable ({e.__class__.__name__})")
+    except json.JSONDecodeError as e:
+        raise ValueError(f"malformed JSON ({e.msg}, line {e.lineno})")
+    if isinstance(data, dict):
+        raw = data.get("keypoints", data.get("landmarks"))
+        if raw is None:
+            raise ValueError("no keypoints")
+    else:
+        raw, data = data, {}
+    keypoints = parse_keypoints(raw)
+    clip = data.get("clip")
+    warning = None
+    if "label" in data and data["label"] != folder_label:
+        warning = (f"label {data['label']!r} contradicts its folder "
+                   f"({CLASS_NAMES[folder_label]}); using the folder's label {folder_label}")
+    return keypoints, (None if clip is None else str(clip)), warning
+
+
+def class_dir(data_dir, category, label):
+    return os.path.join(data_dir, category, f"{CLASS_NAMES[label]} {category}")
+
+
+def discover_categories(data_dir):
+    """Every folder of data_dir holding `correct <name>/` and `incorrect <name>/`."""
+    if not os.path.isdir(data_dir):
+        raise DataError(f"{data_dir}: data folder not found (expected {data_dir}/<category>/correct <category>/*.json)")
+    found = sorted(name for name in os.listdir(data_dir)
+                   if any(os.path.isdir(class_dir(data_dir, name, label)) for label in (0, 1)))
+    if not found:
+        raise DataError(f"{data_dir}: no category folders found "
+                        f"(expected {data_dir}/<category>/correct <category>/ and incorrect <category>/)")
+    return found
+
+
+class Dataset:
+    """The valid samples of one category, plus what was wrong with the others."""
+
+    def __init__(self, data_dir, category):
+        self.category, self.root = category, os.path.join(data_dir, category)
+        self.files, xs, ys, clips = [], [], [], []
+        self.invalid, self.warnings = [], []
+        for label in (0, 1):
+            folder = class_dir(data_dir, category, label)
+            if not os.path.isdir(folder):
+                raise DataError(f"{folder}: folder missing, so the {CLASS_NAMES[label]} class has no samples")
+            names = sorted(n for n in os.listdir(folder) if n.endswith(".json"))
+            for name in names:
+                path = os.path.join(folder, name)
+                try:
+                    keypoints, clip, warning = load_sample(path, label)
+                except ValueError as e:
+                    self.invalid.append((path, str(e)))
+                    continue
+                if warning:
+                    self.warnings.append((path, warning))
+                self.files.append(os.path.relpath(path, self.root))
+                xs.append(keypoints)
+                ys.append(label)
+                clips.append(clip)
+        self.X = np.array(xs, dtype=np.float32).reshape(-1, NUM_COORDS)
+        self.y = np.array(ys, dtype=np.int64)
+        # Samples of one recording stay together in splits; a sample without a clip is its own group.
+        self.has_clips = any(c is not None for c in clips)
+        self.groups = np.array([c if c is not None else f"file:{f}" for c, f in zip(clips, self.files)])
+
+    def count(self, label):
+        return int((self.y == label).sum())
+
+
+def split(dataset, val_split, seed):
+    """Stratified train/validation indices; whole clips on one side when samples have clips."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
+    for label in (0, 1):
+        n_groups = len(set(dataset.groups[dataset.y == label]))
+        if n_groups < 2:
+            unit = "clips" if dataset.has_clips else "samples"
+            raise DataError(f"{dataset.root}: only {n_groups} {unit} of class {CLASS_NAMES[label]}, "
+                            f"too few to split into training and validation (need at least 2)")
+    if dataset.has_clips:
+        # One fold of a stratified group K-fold, with K = 1 / val_split.
+        k = max(2, round(1 / val_split))
+        if len(set(dataset.groups)) < k:
+            raise DataError(f"{dataset.root}: {len(set(dataset.groups))} clips, too few for a "
+                            f"{val_split:.0%} validation split that keeps clips whole")
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        train, val = next(splitter.split(dataset.X, dataset.y, dataset.groups))
+    else:
+        splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_split, random_state=seed)
+        train, val = next(splitter.split(dataset.X, dataset.y))
+    for label in (0, 1):
+        if not ((dataset.y[train] == label).any() and (dataset.y[val] == label).any()):
+            raise DataError(f"{dataset.root}: too few clips of class {CLASS_NAMES[label]} to have it "
+                            f"on both sides of the split")
+    return train, val
+
+
+# ----------------------------------------------------------------------------- training
+def augment(x, generator):
+    """Random left-right mirror (joints swapped), small rotation, x/y stretch and jitter.
+
+    Works on normalized keypoints (hip midpoint at the origin); training batches only.
+    """
+    n = x.shape[0]
+    p = x.reshape(n, NUM_POINTS, 2).clone()
+    flip = torch.rand(n, generator=generator) < 0.5
+    p[flip] = p[flip][:, MIRROR] * torch.tensor([-1.0, 1.0])
+    angle = (torch.rand(n, generator=generator) - 0.5) * math.radians(20)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    p = p @ rot.transpose(1, 2)
+    p = p * (1 + (torch.rand(n, 1, 2, generator=generator) - 0.5) * 0.2)
+    p = p + torch.randn(p.shape, generator=generator) * 0.005
+    return p.reshape(n, NUM_COORDS)
+
+
+def evaluate(model, x, y):
+    """(loss, accuracy, predictions) of model on tensors x, y."""
+    model.eval()
+    with torch.no_grad():
+        logits = model(x)
+    return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item(), logits.argmax(1)
+
+
+def fit(X_train, y_train, X_val, y_val, args, log=None):
+    """Train a PoseClassifier; returns (model with the best epoch's weights, history, best epoch).
+
+    The best epoch is the one with the highest validation accuracy (lowest validation
+    loss among ties); its weights are deep-copied, not referenced.
+    """
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    device = torch.device(args.device)
+    model = PoseClassifier().to(device)
+    normalize = KeypointNormalizer()
+    xt, yt = torch.from_numpy(normalize(X_train)).to(device), torch.from_numpy(y_train).to(device)
+    select = X_val is not None      # without validation data: keep the last epoch
+    if select:
+        xv, yv = torch.from_numpy(normalize(X_val)).to(device), torch.from_numpy(y_val).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    steps_per_epoch = math.ceil(len(xt) / args.batch_size)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs * steps_per_epoch)
+                 if args.schedule == "cosine" else None)
+    history, best, best_key, best_state = [], 0, None, None
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        order = torch.randperm(len(xt), generator=gen)
+        batches = [order[i:i + args.batch_size] for i in range(0, len(order), args.batch_size)]
+        if len(batches) > 1 and len(batches[-1]) == 1:
+            batches[-2], batches = torch.cat(batches[-2:]), batches[:-1]  # batch norm needs 2 samples
+        total_loss = correct = 0
+        bar = _progress(batches, desc=f"Epoch {epoch}/{args.epochs}", leave=False, unit="batch", disable_if=log is None)
+        for idx in bar:
+            xb, yb = xt[idx], yt[idx]
+            if args.augment:
+                xb = augment(xb.cpu(), gen).to(device)
+            optimizer.zero_grad()
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            loss.backward()
+            optimizer.step()
+            if scheduler:
+                scheduler.step()
+            total_loss += loss.item() * len(idx)
+            correct += (logits.argmax(1) == yb).sum().item()
+        record = {"epoch": epoch, "train_loss": total_loss / len(xt), "train_acc": correct / len(xt)}
+        history.append(record)
+        if not select:
+            continue
+        record["val_loss"], record["val_acc"], _ = evaluate(model, xv, yv)
+        if log:
+            log(f"Epoch [{epoch}/{args.epochs}]:\n"
+                f"  Train Loss: {record['train_loss']:.4f}, Train Acc: {100 * record['train_acc']:.2f}%\n"
+                f"  Val Acc: {100 * record['val_acc']:.2f}%")
+        key = (record["val_acc"], -record["val_loss"])
+        if best_key is None or key > best_key:
+            best, best_key, best_state = epoch, key, copy.deepcopy(model.state_dict())
+    if select:
+        model.load_state_dict(best_state)
+    else:
+        best = args.epochs
+    model.eval()
+    return model, history, best
+
+
+def _progress(iterable, disable_if=False, **kwargs):
+    """tqdm progress bar on a terminal; nothing in logs, pipes and CI."""
+    if disable_if:
+        return iterable
+    from tqdm import tqdm
+    return tqdm(iterable, disable=None, file=sys.stderr, **kwargs)
+
+
+# ----------------------------------------------------------------------------- export
+def export_onnx(model, path, metadata, opset=18):
+    """torch's ONNX exporter: input `input` [N, 28] float32 -> `probabilities` [N, 2]."""
+    import onnx
+    wrapped = WithSoftmax(model).eval().cpu()
+    example = torch.zeros(2, NUM_COORDS)
+    quiet = logging.getLogger("torch.onnx")    # it logs about torchvision ops we do not use
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(wrapped, (example,), path, input_names=["input"], output_names=["probabilities"],
+                              dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=opset,
+                              dynamo=True, external_data=False, verbose=False)
+    finally:
+        quiet.setLevel(level)
+    proto = onnx.load(path)
+    for key, value in metadata.items():
+        proto.metadata_props.add(key=key, value=value if isinstance(value, str) else json.dumps(value))
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, path)
+
+
+def onnx_parity(model, path, x):
+    """Largest absolute difference between ONNX Runtime and PyTorch probabilities on x."""
+    import onnxruntime as ort
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    onnx_out = session.run(["probabilities"], {"input": x.astype(np.float32)})[0]
+    with torch.no_grad():
+        torch_out = F.softmax(model.cpu()(torch.from_numpy(x)), dim=-1).numpy()
+    return float(np.abs(onnx_out - torch_out).max())
+
+
+def write_models(model, category, models_dir, metadata, X_check):
+    """Write <category>.pt and <category>.onnx via temporary files, renamed in place only
+    once the ONNX model has passed the checker and matches PyTorch within 1e-5."""
+    targets = {ext: os.path.join(models_dir, f"{category}{ext}") for ext in (".pt", ".onnx")}
+    temps = {}
+    try:
+        for ext in targets:
+            fd, temps[ext] = tempfile.mkstemp(prefix=f".{category}.", suffix=ext, dir=models_dir)
+            os.close(fd)
+        torch.save(model.state_dict(), temps[".pt"])
+        export_onnx(model, temps[".onnx"], metadata)
+        diff = onnx_parity(model, temps[".onnx"], X_check)
+        if diff > 1e-5:
+            raise DataError(f"{targets['.onnx']}: ONNX Runtime and PyTorch disagree by {diff:.2e} "
+                            f"(more than 1e-5); models not written")
+        for ext, target in targets.items():
+            os.replace(temps.pop(ext), target)
+    finally:
+        for temp in temps.values():
+            if os.path.exists(temp):
+                os.remove(temp)
+    return list(targets.values()), diff
+
+
+# ----------------------------------------------------------------------------- reports
+def print_statistics(datasets):
+    print("Dataset Statistics:")
+    for ds in datasets:
+        print(f"{ds.category.capitalize()}:")
+        print(f"  - Correct samples: {ds.count(1)}")
+        print(f"  - Incorrect samples: {ds.count(0)}")
+        print(f"  - Total samples: {len(ds.y)}")
+        if ds.has_clips:
+            print(f"  - Clips (recordings): {len(set(ds.groups))}")
+        print()
+
+
+def report_problems(ds, strict):
+    """Print invalid samples and label warnings; with strict, invalid samples are an error."""
+    for path, reason in ds.warnings:
+        print(f"warning: {path}: {reason}", file=sys.stderr)
+    for path, reason in ds.invalid:
+        print(f"{'error' if strict else 'skipped'}: {path}: {reason}", file=sys.stderr)
+    if ds.invalid:
+        if strict:
+            raise DataError(f"{ds.root}: {len(ds.invalid)} invalid sample(s) and --strict is set")
+        print(f"{ds.category}: skipped {len(ds.invalid)} invalid sample(s) "
+              f"(listed above; --strict makes this an error)", file=sys.stderr)
+
+
+def train_category(ds, args):
+    """Split, train, report and export one category; returns its figures for --json."""
+    from sklearn.metrics import classification_report, confusion_matrix
+    train_idx, val_idx = split(ds, args.val_split, args.seed)
+    print(f"Training {ds.category.upper()} Classification Model")
+    print("=" * 60)
+    where = "clips kept whole" if ds.has_clips else "stratified"
+    print(f"Split: {len(train_idx)} training, {len(val_idx)} validation samples ({where}); device {args.device}")
+    start = time.perf_counter()
+    model, history, best = fit(ds.X[train_idx], ds.y[train_idx], ds.X[val_idx], ds.y[val_idx], args, log=_log)
+    seconds = time.perf_counter() - start
+    xv, yv = torch.from_numpy(ds.X[val_idx]).to(args.device), torch.from_numpy(ds.y[val_idx]).to(args.device)
+    _, val_acc, pred = evaluate(model, xv, yv)
+    print(f"\nBest epoch: {best}/{args.epochs}, Val Acc {100 * val_acc:.2f}% (picked by validation "
+          f"accuracy, so this figure is optimistic; `--cv 5` gives an unbiased estimate)")
+    print("\nClassification report (validation):")
+    print(classification_report(ds.y[val_idx], pred.cpu().numpy(), labels=[0, 1],
+                                target_names=CLASS_NAMES, digits=3, zero_division=0))
+    cm = confusion_matrix(ds.y[val_idx], pred.cpu().numpy(), labels=[0, 1])
+    print("Confusion matrix (rows: true, columns: predicted):")
+    print(f"{'':>12}{CLASS_NAMES[0]:>11}{CLASS_NAMES[1]:>10}")
+    for label in (0, 1):
+        print(f"{CLASS_NAMES[label]:>12}{cm[label, 0]:>11}{cm[label, 1]:>10}")
+    metadata = {
+        "category": ds.category, "class_names": CLASS_NAMES, "keypoint_layout": KEYPOINT_NAMES,
+        "normalization": NORMALIZATION + " (inside the model: feed raw keypoints)",
+        "val_accuracy": f"{val_acc:.6f}", "best_epoch": str(best), "seed": str(args.seed),
+        "val_samples": [ds.files[i] for i in val_idx],
+    }
+    files, diff = write_models(model.cpu(), ds.category, args.models_dir, metadata, ds.X[val_idx])
+    model.to(args.device)
+    print(f"\nONNX check passed; ONNX Runtime matches PyTorch on the validation samples (max diff {diff:.1e})")
+    print("Files written:")
+    for path in files:
+        print(f"  {path} ({os.path.getsize(path) / 1e6:.3f} MB)")
+    print()
+    return {"n_train": len(train_idx), "n_val": len(val_idx), "val_accuracy": round(val_acc, 6),
+            "best_epoch": best, "train_seconds": round(seconds, 3)}
+
+
+def cv_folds(ds, k, seed):
+    """K stratified folds, each clip inside one fold (StratifiedGroupKFold) when samples have clips."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+    for label in (0, 1):
+        n_groups = len(set(ds.groups[ds.y == label]))
+        if n_groups < k:
+            unit = "clips" if ds.has_clips else "samples"
+            raise DataError(f"{ds.root}: {n_groups} {unit} of class {CLASS_NAMES[label]}, "
+                            f"too few for {k}-fold cross-validation")
+    if ds.has_clips:
+        return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(ds.X, ds.y, ds.groups))
+    return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(ds.X, ds.y))
+
+
+def peers(seed):
+    """scikit-learn baselines, on the same normalized features PoseClassifier sees."""
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+    return {
+        "LogisticRegression": make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
+        "SVC (RBF)": make_pipeline(StandardScaler(), SVC()),
+        "KNeighbors": make_pipeline(StandardScaler(), KNeighborsClassifier()),
+        "GradientBoosting": GradientBoostingClassifier(random_state=seed),
+    }
+
+
+def cross_validate(ds, args):
+    """Accuracy and macro F1 per fold of PoseClassifier and the peers, on identical folds."""
+    from sklearn.base import clone
+    from sklearn.metrics import accuracy_score, f1_score
+    folds = cv_folds(ds, args.cv, args.seed)
+    features = KeypointNormalizer()(ds.X)
+    models = {"PoseClassifier": None, **peers(args.seed)}
+    scores = {name: {"acc": [], "f1": []} for name in models}
+    start = time.perf_counter()
+    for train, test in _progress(folds, desc=f"{ds.category} folds", unit="fold"):
+        for name, peer in models.items():
+            if peer is None:
+                # Same settings as a normal run, but the last epoch is kept: picking the epoch
+                # on the test fold would be peeking.
+                model, _, _ = fit(ds.X[train], ds.y[train], None, None, args)
+                pred = evaluate(model, torch.from_numpy(ds.X[test]).to(args.device),
+                                torch.from_numpy(ds.y[test]).to(args.device))[2].cpu().numpy()
+            else:
+                pred = clone(peer).fit(features[train], ds.y[train]).predict(features[test])
+            scores[name]["acc"].append(accuracy_score(ds.y[test], pred))
+            scores[name]["f1"].append(f1_score(ds.y[test], pred, average="macro"))
+    seconds = time.perf_counter() - start
+    where = "clips kept whole" if ds.has_clips else "stratified"
+    print(f"Cross-validation: {ds.category.upper()} ({args.cv} folds, {where}, {len(ds.y)} samples, "
+          f"{seconds:.1f} s)")
+    print("=" * 60)
+    best = max(scores, key=lambda n: np.mean(scores[n]["acc"]))
+    print(f"  {'model':<20}{'accuracy % (mean +- std)':>26}{'macro F1':>10}   per fold")
+    for name, s in scores.items():
+        mark = "*" if name == best else " "
+        folds_text = " ".join(f"{100 * a:.1f}" for a in s["acc"])
+        print(f"{mark} {name:<20}{100 * np.mean(s['acc']):>17.2f} +- {100 * np.std(s['acc']):<5.2f}"
+              f"{np.mean(s['f1']):>10.3f}   {folds_text}")
+    print("* best mean accuracy. PoseClassifier: last epoch of each fold (no epoch picked on test data).\n")
+    return {name: {"mean": round(float(np.mean(s["acc"])), 6), "std": round(float(np.std(s["acc"])), 6),
+                   "folds": [round(float(a), 6) for a in s["acc"]],
+                   "f1_mean": round(float(np.mean(s["f1"])), 6)} for name, s in scores.items()}
+
+
+def _log(text):
+    from tqdm import tqdm
+    tqdm.write(text)
+
+
+def write_json(path, data):
+    """Write JSON via a temporary file, so a failure leaves no half-written report."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(prefix=".report.", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(temp, path)
+    except BaseException:
+        os.remove(temp)
+        raise
+
+
+def check_writable(folder):
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise DataError(f"{folder}: cannot write models there ({e.strerror or e.__class__.__name__})")
+
+
+# ----------------------------------------------------------------------------- main
+def parse_args(argv=None):
+    here = os.path.dirname(os.path.abspath(__file__))
+    p = argparse.ArgumentParser(description="Train one correct-vs-incorrect pose classifier per category "
+                                            "and export it to PyTorch and ONNX.")
+    p.add_argument("--data-dir", default=os.path.join(here, "MediaPipe_Dataset"),
+                   help="folder of <category>/{correct,incorrect} <category>/*.json (default: MediaPipe_Dataset)")
+    p.add_argument("--models-dir", default=os.path.join(here, "models"),
+                   help="where <category>.pt and <category>.onnx are written (default: models)")
+    p.add_argument("--categories", nargs="+", metavar="NAME",
+                   help="train only these categories (default: every category found in --data-dir)")
+    p.add_argument("--epochs", type=int, default=10, help="training epochs (default: 10)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    p.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                   help="learning-rate schedule over the run (default: constant)")
+    p.add_argument("--batch-size", type=int, default=32, help="training batch size (default: 32)")
+    p.add_argument("--val-split", type=float, default=0.2, help="validation fraction (default: 0.2)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False,
+                   help="mirror/rotate/stretch/jitter training batches (default: off)")
+    p.add_argument("--seed", type=int, default=0, help="random seed for split, weights and shuffling (default: 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto: cuda when available)")
+    p.add_argument("--strict", action="store_true", help="treat any invalid sample as an error (default: skip it)")
+    p.add_argument("--cv", type=int, metavar="K", default=0,
+                   help="K-fold cross-validation against scikit-learn peers instead of training models "
+                        "(default: off; writes no models)")
+    p.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file (default: none)")
+    args = p.parse_args(argv)
+    if args.epochs < 1 or args.batch_size < 2 or args.lr <= 0:
+        p.error("--epochs must be >= 1, --batch-size >= 2 and --lr > 0")
+    if not 0 < args.val_split < 1:
+        p.error("--val-split must be between 0 and 1")
+    if args.cv == 1 or args.cv < 0:
+        p.error("--cv needs K >= 2")
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif args.device not in ("cpu", "cuda") or (args.device == "cuda" and not torch.cuda.is_available()):
+        p.error(f"--device {args.device}: not available here (use auto, cpu or cuda)")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(1)  # these models are tiny: one thread is faster and deterministic
+    try:
+        categories = discover_categories(args.data_dir)
+        if args.categories:
+            unknown = [c for c in args.categories if c not in categories]
+            if unknown:
+                raise DataError(f"{args.data_dir}: no category {', '.join(unknown)} "
+                                f"(found: {', '.join(categories)})")
+            categories = args.categories
+        if not args.cv:
+            check_writable(args.models_dir)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print("=== MediaPipe Pose Classification Training ===\n")
+    datasets, failed = [], []
+    for category in categories:
+        try:
+            datasets.append(Dataset(args.data_dir, category))
+        except DataError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed.append(category)
+    datasets.sort(key=lambda d: (-len(d.y), d.category))   # largest category first
+    print_statistics(datasets)
+    results = {}
+    for ds in datasets:
+        try:
+            report_problems(ds, args.strict)
+            if args.cv:
+                results[ds.category] = cross_validate(ds, args)
+            else:
+                results[ds.category] = train_category(ds, args)
+        except DataError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed.append(ds.category)
+    if args.json:
+        try:
+            write_json(args.json, results)
+        except OSError as e:
+            print(f"error: {args.json}: cannot write the JSON report ({e.strerror})", file=sys.stderr)
+            return 1
+    if failed:
+        print(f"Failed: {', '.join(failed)} (see the errors above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
