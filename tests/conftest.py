@@ -1,0 +1,58 @@
+"""Shared helpers: small, separable pose datasets built in a temporary directory."""
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# A standing person in MediaPipe's normalized image coordinates (14-point layout).
+STANDING = np.array([
+    [0.50, 0.20], [0.50, 0.28], [0.44, 0.28], [0.42, 0.38], [0.41, 0.47],
+    [0.56, 0.28], [0.58, 0.38], [0.59, 0.47], [0.46, 0.50], [0.45, 0.65],
+    [0.45, 0.80], [0.54, 0.50], [0.55, 0.65], [0.55, 0.80],
+])
+
+
+def make_pose(rng, correct):
+    """Correct: both hands raised above the head. Incorrect: hands down by the hips."""
+    p = STANDING.copy()
+    if correct:
+        p[[3, 6], 1] = 0.18
+        p[[4, 7], 1] = 0.08
+    p += rng.normal(0, 0.006, p.shape)
+    scale, shift = rng.uniform(0.7, 1.1), rng.uniform(-0.1, 0.1, 2)
+    return ((p - 0.5) * scale + 0.5 + shift).reshape(-1)
+
+
+def write_sample(path, keypoints, label, category, clip=None, **extra):
+    data = {"keypoints": [round(float(v), 6) for v in keypoints], "label": label, "category": category,
+            "timestamp": 0.0, **extra}
+    if clip is not None:
+        data["clip"] = clip
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(data, f)
+
+
+def build_dataset(root, categories=("stance",), clips_per_class=8, frames=3, seed=0, with_clips=True):
+    """MediaPipe_Dataset-like tree under root; returns root."""
+    rng = np.random.default_rng(seed)
+    for category in categories:
+        for label, name in ((1, "correct"), (0, "incorrect")):
+            for c in range(clips_per_class):
+                base = make_pose(rng, label == 1)
+                for k in range(frames):
+                    keypoints = base + rng.normal(0, 0.002, base.shape)
+                    clip = f"{category}-{name}-{c}" if with_clips else None
+                    path = os.path.join(root, category, f"{name} {category}", f"{name}_{c:02d}_{k}.json")
+                    write_sample(path, keypoints, label, category, clip)
+    return str(root)
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    return build_dataset(tmp_path / "data")
