@@ -1,0 +1,314 @@
+"""Quantize every models/<category>.onnx to dynamic INT8 and report what changed, measured.
+
+    python quantize.py
+    python quantize.py --categories stance --per-channel --json report.json
+
+Writes models/<category>_int8.onnx (via a temporary file; a failure leaves none behind) and
+prints, per category, file sizes, accuracy of FP32 and INT8 on the validation samples that
+train.py held out (listed in the model's metadata) and on all samples, and single-sample
+latency and batch throughput of both, measured in this run with the same session options.
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+import train
+
+WARMUP_RUNS = 50
+THROUGHPUT_SECONDS = 0.5     # at least this long per model for the batch figure
+
+
+class ModelError(Exception):
+    """A problem with one model file, reported as one sentence."""
+
+
+# ----------------------------------------------------------------------------- quantization
+def find_models(models_dir, categories=None):
+    """{category: path} of every <category>.onnx (not *_int8.onnx, not temporary files)."""
+    found = {}
+    for path in sorted(glob.glob(os.path.join(models_dir, "*.onnx"))):
+        name = os.path.basename(path)[:-len(".onnx")]
+        if name.endswith("_int8") or name.startswith("."):
+            continue
+        found[name] = path
+    if categories:
+        found = {c: p for c, p in found.items() if c in categories}
+    return found
+
+
+def check_model(path):
+    """Load an FP32 model made by train.py; raise ModelError if it is not one."""
+    try:
+        proto = onnx.load(path)
+        onnx.checker.check_model(proto)
+    except Exception as e:   # onnx raises several unrelated types for corrupt files
+        raise ModelError(f"{path}: not a valid ONNX model ({e.__class__.__name__})")
+    inputs = [i.name for i in proto.graph.input]
+    outputs = [o.name for o in proto.graph.output]
+    if inputs != ["input"] or outputs != ["probabilities"]:
+        raise ModelError(f"{path}: not a pose model from train.py (inputs {inputs}, outputs {outputs}; "
+                         f"expected input 'input' and output 'probabilities')")
+    return proto
+
+
+def quantize(src, dst, per_channel):
+    """Dynamic INT8 quantization with onnxruntime.quantization, written via temporary files.
+
+    The model is first preprocessed (shape inference and ONNX Runtime's graph
+    optimizations, which fold each batch norm into its MatMul), then its weights are
+    stored as INT8; activations are quantized on the fly at run time. The FP32
+    model's metadata (category, validation split, ...) is copied over.
+    """
+    folder = os.path.dirname(os.path.abspath(dst))
+    temps = []
+    try:
+        for suffix in (".pre.onnx", ".int8.onnx"):
+            fd, temp = tempfile.mkstemp(prefix=".quantize.", suffix=suffix, dir=folder)
+            os.close(fd)
+            temps.append(temp)
+        pre, out = temps
+        quant_pre_process(src, pre, skip_symbolic_shape=True)
+        quantize_dynamic(pre, out, weight_type=QuantType.QInt8, per_channel=per_channel)
+        proto = onnx.load(out)
+        del proto.graph.value_info[:]       # shape notes for the quantizer; ONNX Runtime infers them again
+        del proto.metadata_props[:]
+        proto.metadata_props.extend(onnx.load(src).metadata_props)
+        onnx.save(proto, out)
+        os.replace(out, dst)
+    finally:
+        for temp in temps:
+            if os.path.exists(temp):
+                os.remove(temp)
+
+
+# ----------------------------------------------------------------------------- measurement
+def session(path):
+    """The same options for every model: one intra-op thread, all graph optimizations."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def predict(sess, x):
+    return sess.run(["probabilities"], {"input": x})[0]
+
+
+def latency_us(sessions, x, runs):
+    """Single-sample latency of each session in microseconds; runs alternate between the
+    models so that both see the same machine load."""
+    one = x[:1]
+    for sess in sessions:
+        for _ in range(WARMUP_RUNS):
+            predict(sess, one)
+    times = [[] for _ in sessions]
+    for _ in range(runs):
+        for sess, t in zip(sessions, times):
+            start = time.perf_counter_ns()
+            predict(sess, one)
+            t.append((time.perf_counter_ns() - start) / 1000)
+    return [np.array(t) for t in times]
+
+
+def throughput(sessions, x, batch_size):
+    """Samples per second of each session on batches of batch_size, alternating rounds."""
+    reps = int(np.ceil(batch_size / len(x)))
+    batch = np.ascontiguousarray(np.tile(x, (reps, 1))[:batch_size])
+    for sess in sessions:
+        predict(sess, batch)
+    elapsed, rounds = [0.0] * len(sessions), 0
+    while rounds < 5 or min(elapsed) < THROUGHPUT_SECONDS:
+        for i, sess in enumerate(sessions):
+            start = time.perf_counter()
+            predict(sess, batch)
+            elapsed[i] += time.perf_counter() - start
+        rounds += 1
+    return [rounds * batch_size / e for e in elapsed]
+
+
+def load_samples(data_dir, category, proto):
+    """(X_all, y_all, val_index or None, note) for measuring accuracy; X None when impossible."""
+    meta = {p.key: p.value for p in proto.metadata_props}
+    try:
+        ds = train.Dataset(data_dir, category)
+    except train.DataError as e:
+        return None, None, None, f"accuracy skipped: {e}"
+    if not len(ds.y):
+        return None, None, None, f"accuracy skipped: no valid samples in {ds.root}"
+    val_files = json.loads(meta.get("val_samples", "null") or "null")
+    if not val_files:
+        return ds.X, ds.y, None, "validation accuracy skipped: the model's metadata lists no validation samples"
+    index = {f: i for i, f in enumerate(ds.files)}
+    missing = [f for f in val_files if f not in index]
+    if missing:
+        return ds.X, ds.y, None, (f"validation accuracy skipped: {len(missing)} of the {len(val_files)} "
+                                  f"validation samples are no longer in {ds.root}")
+    return ds.X, ds.y, np.array([index[f] for f in val_files]), None
+
+
+def ratio_words(fp32, int8, what, higher_is_better):
+    """'INT8 is 1.3x slower per single sample on this machine' from two measured figures."""
+    if higher_is_better:
+        r = int8 / fp32
+        better = r >= 1
+    else:
+        r = fp32 / int8
+        better = r >= 1
+    factor = r if better else 1 / r
+    if abs(factor - 1) < 0.05:
+        return f"INT8 is about as fast as FP32 {what} on this machine ({r:.2f}x)"
+    return f"INT8 is {factor:.2f}x {'faster' if better else 'slower'} than FP32 {what} on this machine"
+
+
+def compare(category, fp32_path, int8_path, args):
+    """Measure both models; returns the figures for the report and --json."""
+    sessions = [session(fp32_path), session(int8_path)]
+    proto = onnx.load(fp32_path)
+    X, y, val, note = load_samples(args.data_dir, category, proto)
+    figures = {"fp32": {"size_bytes": os.path.getsize(fp32_path)},
+               "int8": {"size_bytes": os.path.getsize(int8_path)},
+               "agreement": None, "max_probability_diff": None, "n_val": None, "n_all": None, "note": note}
+    if X is not None:
+        probs = [predict(s, X) for s in sessions]
+        preds = [p.argmax(1) for p in probs]
+        for key, pred in zip(("fp32", "int8"), preds):
+            figures[key]["accuracy_all"] = float((pred == y).mean())
+            figures[key]["accuracy_val"] = None if val is None else float((pred[val] == y[val]).mean())
+        figures["agreement"] = float((preds[0] == preds[1]).mean())
+        figures["max_probability_diff"] = float(np.abs(probs[0] - probs[1]).max())
+        figures["n_all"], figures["n_val"] = len(y), None if val is None else len(val)
+        timing_x = X
+    else:
+        for key in ("fp32", "int8"):
+            figures[key]["accuracy_all"] = figures[key]["accuracy_val"] = None
+        # no samples: time on plausible inputs (a standing pose with noise)
+        timing_x = (np.random.default_rng(0).normal(0.5, 0.1, (64, train.NUM_COORDS))).astype(np.float32)
+    timing_x = np.ascontiguousarray(timing_x, dtype=np.float32)
+    lat = latency_us(sessions, timing_x, args.runs)
+    tput = throughput(sessions, timing_x, args.batch_size)
+    for key, t, tp in zip(("fp32", "int8"), lat, tput):
+        figures[key]["latency_p50_us"] = float(np.percentile(t, 50))
+        figures[key]["latency_p95_us"] = float(np.percentile(t, 95))
+        figures[key]["throughput_per_s"] = float(tp)
+    return figures
+
+
+# ----------------------------------------------------------------------------- report
+def pct(v):
+    return "n/a" if v is None else f"{100 * v:.2f}%"
+
+
+def print_report(category, f, args):
+    fp, q = f["fp32"], f["int8"]
+    print(f"\nCOMPARISON REPORT: {category.upper()} MODELS")
+    print("=" * 60)
+    print("File Size Comparison:")
+    print(f"  Original: {fp['size_bytes'] / 1e6:.2f} MB ({fp['size_bytes']:,} bytes)")
+    print(f"  Quantized: {q['size_bytes'] / 1e6:.2f} MB ({q['size_bytes']:,} bytes)")
+    print(f"  Size Reduction: {100 * (1 - q['size_bytes'] / fp['size_bytes']):.1f}%")
+    print("\nAccuracy Comparison:")
+    if f["note"]:
+        print(f"  Note: {f['note']}")
+    if f["n_all"] is not None:
+        val = f"validation ({f['n_val']} held-out samples)" if f["n_val"] else "validation"
+        print(f"  {'':<10}{val:>34}{'all (' + str(f['n_all']) + ' samples)':>22}")
+        print(f"  {'Original':<10}{pct(fp['accuracy_val']):>34}{pct(fp['accuracy_all']):>22}")
+        print(f"  {'Quantized':<10}{pct(q['accuracy_val']):>34}{pct(q['accuracy_all']):>22}")
+        print(f"  Agreement: {100 * f['agreement']:.2f}% of samples get the same class; "
+              f"largest probability difference {f['max_probability_diff']:.4f}")
+    print(f"\nSpeed Comparison (ONNX Runtime {ort.__version__}, CPU, 1 intra-op thread, "
+          f"{WARMUP_RUNS} warm-up runs, {args.runs} timed runs alternating between the models):")
+    print(f"  {'':<10}{'latency p50':>14}{'latency p95':>14}{'batch ' + str(args.batch_size) + ' throughput':>28}")
+    for name, m in (("Original", fp), ("Quantized", q)):
+        print(f"  {name:<10}{m['latency_p50_us']:>11.1f} us{m['latency_p95_us']:>11.1f} us"
+              f"{m['throughput_per_s']:>20,.0f} samples/s")
+    print("  " + ratio_words(fp["latency_p50_us"], q["latency_p50_us"], "per single sample (p50)", False) + ".")
+    print("  " + ratio_words(fp["throughput_per_s"], q["throughput_per_s"],
+                             f"in batches of {args.batch_size}", True) + ".")
+
+
+def print_summary(results):
+    print("\nSUMMARY")
+    print("=" * 60)
+    print(f"{'category':<12}{'model':<7}{'size MB':>9}{'val acc':>9}{'all acc':>9}{'p50 us':>9}{'samples/s':>12}")
+    for category, f in results.items():
+        for key in ("fp32", "int8"):
+            m = f[key]
+            print(f"{category:<12}{key.upper():<7}{m['size_bytes'] / 1e6:>9.3f}{pct(m['accuracy_val']):>9}"
+                  f"{pct(m['accuracy_all']):>9}{m['latency_p50_us']:>9.1f}{m['throughput_per_s']:>12,.0f}")
+
+
+# ----------------------------------------------------------------------------- main
+def parse_args(argv=None):
+    here = os.path.dirname(os.path.abspath(__file__))
+    p = argparse.ArgumentParser(description="Quantize models/<category>.onnx to dynamic INT8 and compare "
+                                            "size, accuracy and speed, measured.")
+    p.add_argument("--models-dir", default=os.path.join(here, "models"),
+                   help="folder of <category>.onnx from train.py (default: models)")
+    p.add_argument("--data-dir", default=os.path.join(here, "MediaPipe_Dataset"),
+                   help="dataset for the accuracy figures (default: MediaPipe_Dataset)")
+    p.add_argument("--categories", nargs="+", metavar="NAME", help="only these categories (default: all found)")
+    p.add_argument("--per-channel", action="store_true",
+                   help="one INT8 scale per output channel instead of per tensor (default: per tensor)")
+    p.add_argument("--runs", type=int, default=1000, help="timed single-sample runs per model (default: 1000)")
+    p.add_argument("--batch-size", type=int, default=1024, help="batch size for the throughput figure (default: 1024)")
+    p.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file (default: none)")
+    args = p.parse_args(argv)
+    if args.runs < 1 or args.batch_size < 1:
+        p.error("--runs and --batch-size must be at least 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    print("=== MediaPipe Pose Model Quantization ===\n")
+    models = find_models(args.models_dir, args.categories)
+    if not models:
+        which = f" for {', '.join(args.categories)}" if args.categories else ""
+        print(f"error: no models found in {args.models_dir}{which}; run `python train.py` first.", file=sys.stderr)
+        return 1
+    for path in models.values():
+        print(f"✓ Found {os.path.relpath(path)}")
+    results, failed = {}, []
+    for category, path in models.items():
+        target = os.path.join(args.models_dir, f"{category}_int8.onnx")
+        try:
+            check_model(path)
+            print(f"\nQuantizing {os.path.relpath(path)}...")
+            try:
+                quantize(path, target, args.per_channel)
+            except Exception as e:     # onnxruntime.quantization raises many types
+                raise ModelError(f"{path}: quantization failed ({e.__class__.__name__}: {e})")
+            print(f"Quantized model saved: {os.path.relpath(target)}")
+            results[category] = compare(category, path, target, args)
+            print_report(category, results[category], args)
+        except ModelError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed.append(category)
+    if results:
+        print_summary(results)
+    if args.json:
+        try:
+            train.write_json(args.json, results)
+        except OSError as e:
+            print(f"error: {args.json}: cannot write the JSON report ({e.strerror})", file=sys.stderr)
+            return 1
+    if failed:
+        print(f"\nFailed: {', '.join(failed)} (see the errors above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""quantize.py: INT8 files, the report and its JSON, bad inputs."""
+import contextlib
+import io
+import json
+import os
+import shutil
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from conftest import build_dataset
+import quantize
+import train
+
+FIGURES = {"size_bytes", "accuracy_val", "accuracy_all", "latency_p50_us", "latency_p95_us", "throughput_per_s"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("q")
+    data = build_dataset(root / "data", categories=("stance", "execution"))
+    models = root / "models"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert train.main(["--data-dir", data, "--models-dir", str(models), "--epochs", "3"]) == 0
+    return {"data": data, "models": models}
+
+
+@pytest.fixture
+def models(trained, tmp_path):
+    """A private copy of the trained models, so each test may change them."""
+    target = tmp_path / "models"
+    shutil.copytree(trained["models"], target)
+    return target
+
+
+def run(models, data, *extra):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = quantize.main(["--models-dir", str(models), "--data-dir", str(data), "--runs", "50",
+                              "--batch-size", "64", *[str(e) for e in extra]])
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_quantized_models_load_agree_and_keep_interface_and_metadata(models, trained, tmp_path):
+    code, out, _ = run(models, trained["data"], "--json", tmp_path / "q.json")
+    assert code == 0
+    for category in ("stance", "execution"):
+        fp32, int8 = models / f"{category}.onnx", models / f"{category}_int8.onnx"
+        q = onnx.load(int8)
+        assert any(n.op_type == "MatMulInteger" for n in q.graph.node)          # really INT8
+        assert {p.key: p.value for p in q.metadata_props} == {p.key: p.value for p in onnx.load(fp32).metadata_props}
+        sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32, int8)]
+        for s in sessions:
+            assert [i.name for i in s.get_inputs()] == ["input"] and [o.name for o in s.get_outputs()] == ["probabilities"]
+        meta = {p.key: p.value for p in q.metadata_props}
+        ds = train.Dataset(trained["data"], category)
+        x = ds.X[[ds.files.index(f) for f in json.loads(meta["val_samples"])]]
+        y = ds.y[[ds.files.index(f) for f in json.loads(meta["val_samples"])]]
+        acc = [float((s.run(None, {"input": x})[0].argmax(1) == y).mean()) for s in sessions]
+        assert abs(acc[0] - acc[1]) <= 0.01 + 1e-9
+        assert os.path.getsize(int8) < 0.35 * os.path.getsize(fp32)
+    assert sorted(os.listdir(models)) == ["execution.onnx", "execution.pt", "execution_int8.onnx",
+                                          "stance.onnx", "stance.pt", "stance_int8.onnx"]
+
+
+def test_report_and_json_hold_every_figure(models, trained, tmp_path):
+    report = tmp_path / "q.json"
+    code, out, _ = run(models, trained["data"], "--json", report)
+    assert code == 0
+    for text in ["=== MediaPipe Pose Model Quantization ===", "✓ Found", "stance.onnx", "Quantizing ",
+                 "Quantized model saved: ", "stance_int8.onnx", "COMPARISON REPORT: STANCE MODELS",
+                 "COMPARISON REPORT: EXECUTION MODELS", "File Size Comparison:", "  Original: ", "  Quantized: ",
+                 "  Size Reduction: ", "held-out samples", "Agreement: ", "latency p50", "latency p95",
+                 "throughput", "per single sample (p50) on this machine", "SUMMARY"]:
+        assert text in out, text
+    data = json.loads(report.read_text())
+    assert set(data) == {"stance", "execution"}
+    for category, f in data.items():
+        for key in ("fp32", "int8"):
+            assert FIGURES <= set(f[key]), (category, key)
+            assert all(f[key][k] is not None for k in FIGURES)
+            assert 0 <= f[key]["accuracy_val"] <= 1 and f[key]["latency_p95_us"] >= f[key]["latency_p50_us"] > 0
+        assert f["fp32"]["size_bytes"] == os.path.getsize(models / f"{category}.onnx")
+        assert f["int8"]["size_bytes"] == os.path.getsize(models / f"{category}_int8.onnx")
+        assert 0 <= f["agreement"] <= 1
+        assert f"Original: {f['fp32']['size_bytes'] / 1e6:.2f} MB" in out
+
+
+def test_ratio_words_say_what_was_measured():
+    assert quantize.ratio_words(10.0, 13.0, "per single sample", False) == \
+        "INT8 is 1.30x slower than FP32 per single sample on this machine"
+    assert quantize.ratio_words(100.0, 150.0, "in batches", True) == \
+        "INT8 is 1.50x faster than FP32 in batches on this machine"
+    assert "about as fast" in quantize.ratio_words(10.0, 10.2, "per single sample", False)
+
+
+def test_no_models_says_to_train_first(tmp_path):
+    code, out, err = run(tmp_path, tmp_path)
+    assert code == 1 and "run `python train.py` first" in err and "Traceback" not in err
+
+
+def test_a_corrupt_model_is_named_and_the_others_still_run(models, trained):
+    (models / "execution.onnx").write_bytes(b"this is not onnx")
+    code, out, err = run(models, trained["data"])
+    assert code == 1
+    assert f"error: {models / 'execution.onnx'}: not a valid ONNX model" in err and "Traceback" not in err
+    assert (models / "stance_int8.onnx").exists() and not (models / "execution_int8.onnx").exists()
+
+
+def test_a_foreign_onnx_model_is_refused(models, trained):
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
+                                   [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+    onnx.save(onnx.helper.make_model(graph), models / "other.onnx")
+    code, _, err = run(models, trained["data"], "--categories", "other", "stance")
+    assert code == 1 and "other.onnx: not a pose model from train.py" in err
+    assert not (models / "other_int8.onnx").exists() and (models / "stance_int8.onnx").exists()
+
+
+def test_missing_data_still_reports_size_and_speed(models, tmp_path):
+    report = tmp_path / "q.json"
+    code, out, _ = run(models, tmp_path / "no-data", "--categories", "stance", "--json", report)
+    assert code == 0 and "accuracy skipped" in out and "Size Reduction" in out and "latency p50" in out
+    f = json.loads(report.read_text())["stance"]
+    assert f["int8"]["accuracy_val"] is None and f["fp32"]["accuracy_all"] is None
+    assert f["int8"]["latency_p50_us"] > 0 and f["int8"]["size_bytes"] > 0
+
+
+def test_missing_validation_samples_skip_only_validation_accuracy(models, trained, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(trained["data"], data)
+    meta = {p.key: p.value for p in onnx.load(models / "stance.onnx").metadata_props}
+    os.remove(data / "stance" / json.loads(meta["val_samples"])[0])
+    report = tmp_path / "q.json"
+    code, out, _ = run(models, data, "--categories", "stance", "--json", report)
+    assert code == 0 and "validation samples are no longer in" in out
+    f = json.loads(report.read_text())["stance"]
+    assert f["int8"]["accuracy_val"] is None and f["int8"]["accuracy_all"] is not None
+
+
+def test_a_failed_quantization_leaves_no_partial_file(models, trained, monkeypatch):
+    def broken(src, dst, **kwargs):
+        with open(dst, "wb") as f:
+            f.write(b"half")
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(quantize, "quantize_dynamic", broken)
+    code, _, err = run(models, trained["data"], "--categories", "stance")
+    assert code == 1 and "quantization failed" in err and "stance.onnx" in err
+    assert sorted(os.listdir(models)) == ["execution.onnx", "execution.pt", "stance.onnx", "stance.pt"]
