@@ -298,16 +298,7 @@ def main(argv=None):
             failed.append(category)
     if results:
         print_summary(results)
-    if args.json:
-        try:
-            train.write_json(args.json, results)
-        except OSError as e:
-            print(f"error: {args.json}: cannot write the JSON report ({e.strerror})", file=sys.stderr)
-            return 1
-    if failed:
-        print(f"\nFailed: {', '.join(failed)} (see the errors above)", file=sys.stderr)
-        return 1
-    return 0
+    return train.finish(results, failed, args.json)
 
 
 if __name__ == "__main__":

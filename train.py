@@ -607,6 +607,20 @@ def write_json(path, data):
         raise
 
 
+def finish(results, failed, json_path):
+    """Write the --json report if asked, name the failed categories; the exit code."""
+    if json_path:
+        try:
+            write_json(json_path, results)
+        except OSError as e:
+            print(f"error: {json_path}: cannot write the JSON report ({e.strerror})", file=sys.stderr)
+            return 1
+    if failed:
+        print(f"Failed: {', '.join(failed)} (see the errors above)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def check_writable(folder):
     try:
         os.makedirs(folder, exist_ok=True)
@@ -693,16 +707,7 @@ def main(argv=None):
         except DataError as e:
             print(f"error: {e}", file=sys.stderr)
             failed.append(ds.category)
-    if args.json:
-        try:
-            write_json(args.json, results)
-        except OSError as e:
-            print(f"error: {args.json}: cannot write the JSON report ({e.strerror})", file=sys.stderr)
-            return 1
-    if failed:
-        print(f"Failed: {', '.join(failed)} (see the errors above)", file=sys.stderr)
-        return 1
-    return 0
+    return finish(results, failed, args.json)
 
 
 if __name__ == "__main__":
