@@ -247,6 +247,13 @@ def test_training_is_deterministic_and_keeps_the_best_epoch(tmp_path):
     assert not all(torch.equal(s1[k], other.state_dict()[k]) for k in s1)
 
 
+@pytest.mark.parametrize("n", [1, 31, 32, 33, 65])
+def test_batches_cover_every_sample_once_and_never_leave_one_alone(n):
+    batches = train.make_batches(n, 32, torch.Generator().manual_seed(0))
+    assert sorted(torch.cat(batches).tolist()) == list(range(n))
+    assert n == 1 or min(len(b) for b in batches) >= 2
+
+
 def test_split_keeps_clips_whole_and_is_stratified(tmp_path):
     ds = train.Dataset(build_dataset(tmp_path / "d", clips_per_class=10), "stance")
     tr, va = train.split(ds, 0.2, seed=0)
