@@ -235,8 +235,9 @@ def _stance_width(q, body, ratio):
 def sample_angles(rng, category, faults, body):
     """Joint angles for a pose of `category`, with the given fault types pushed out of range.
 
-    Correct poses are drawn up to the rule thresholds, so borderline poses exist;
-    the label is decided by check_pose on the finished pose, not here.
+    Values are mostly drawn with a margin from the rule thresholds (_ok, _bad); a share
+    BORDERLINE of the draws may land right next to one. The label is decided by
+    check_pose on the finished pose, not here.
     """
     stance = category == "stance"
     q = {"lean": _ok(rng, -4, 14, 2.6), "head_tilt": _u(rng, -8, 8)}
