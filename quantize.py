@@ -106,18 +106,21 @@ def predict(sess, x):
 
 
 def latency_us(sessions, x, runs):
-    """Single-sample latency of each session in microseconds; runs alternate between the
-    models so that both see the same machine load."""
+    """Single-sample latency of each session in microseconds. Runs alternate between the
+    models, so that both see the same machine load, and which model goes first alternates
+    too (measured here: the second of two identical models timed ~3% slower)."""
     one = x[:1]
     for sess in sessions:
         for _ in range(WARMUP_RUNS):
             predict(sess, one)
     times = [[] for _ in sessions]
+    order = list(range(len(sessions)))
     for _ in range(runs):
-        for sess, t in zip(sessions, times):
+        for i in order:
             start = time.perf_counter_ns()
-            predict(sess, one)
-            t.append((time.perf_counter_ns() - start) / 1000)
+            predict(sessions[i], one)
+            times[i].append((time.perf_counter_ns() - start) / 1000)
+        order.reverse()
     return [np.array(t) for t in times]
 
 
@@ -127,12 +130,13 @@ def throughput(sessions, x, batch_size):
     batch = np.ascontiguousarray(np.tile(x, (reps, 1))[:batch_size])
     for sess in sessions:
         predict(sess, batch)
-    elapsed, rounds = [0.0] * len(sessions), 0
+    elapsed, rounds, order = [0.0] * len(sessions), 0, list(range(len(sessions)))
     while rounds < 5 or min(elapsed) < THROUGHPUT_SECONDS:
-        for i, sess in enumerate(sessions):
+        for i in order:
             start = time.perf_counter()
-            predict(sess, batch)
+            predict(sessions[i], batch)
             elapsed[i] += time.perf_counter() - start
+        order.reverse()
         rounds += 1
     return [rounds * batch_size / e for e in elapsed]
 
@@ -158,17 +162,12 @@ def load_samples(data_dir, category, proto):
 
 
 def ratio_words(fp32, int8, what, higher_is_better):
-    """'INT8 is 1.3x slower per single sample on this machine' from two measured figures."""
-    if higher_is_better:
-        r = int8 / fp32
-        better = r >= 1
-    else:
-        r = fp32 / int8
-        better = r >= 1
-    factor = r if better else 1 / r
-    if abs(factor - 1) < 0.05:
-        return f"INT8 is about as fast as FP32 {what} on this machine ({r:.2f}x)"
-    return f"INT8 is {factor:.2f}x {'faster' if better else 'slower'} than FP32 {what} on this machine"
+    """'INT8 is 1.30x slower than FP32 per single sample on this machine', from two measured figures."""
+    r = int8 / fp32 if higher_is_better else fp32 / int8      # > 1: INT8 is better
+    if f"{r:.2f}" == "1.00":
+        return f"INT8 is as fast as FP32 {what} on this machine (ratio 1.00)"
+    factor = r if r > 1 else 1 / r
+    return f"INT8 is {factor:.2f}x {'faster' if r > 1 else 'slower'} than FP32 {what} on this machine"
 
 
 def compare(category, fp32_path, int8_path, args):

@@ -92,7 +92,9 @@ def test_ratio_words_say_what_was_measured():
         "INT8 is 1.30x slower than FP32 per single sample on this machine"
     assert quantize.ratio_words(100.0, 150.0, "in batches", True) == \
         "INT8 is 1.50x faster than FP32 in batches on this machine"
-    assert "about as fast" in quantize.ratio_words(10.0, 10.2, "per single sample", False)
+    assert quantize.ratio_words(10.0, 10.4, "per single sample", False) == \
+        "INT8 is 1.04x slower than FP32 per single sample on this machine"
+    assert "as fast as FP32" in quantize.ratio_words(10.0, 10.01, "per single sample", False)
 
 
 def test_no_models_says_to_train_first(tmp_path):
