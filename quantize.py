@@ -235,6 +235,24 @@ def print_report(category, f, args):
     print("  " + ratio_words(fp["latency_p50_us"], q["latency_p50_us"], "per single sample (p50)", False) + ".")
     print("  " + ratio_words(fp["throughput_per_s"], q["throughput_per_s"],
                              f"in batches of {args.batch_size}", True) + ".")
+    print("\nProject targets for INT8:")
+    for target, met, figure in check_targets(f):
+        print(f"  {'met    ' if met else 'NOT met'}  {target} ({figure})")
+
+
+def check_targets(f):
+    """(target, met, measured figure) for the project's INT8 goals; accuracy only when measured."""
+    fp, q = f["fp32"], f["int8"]
+    size = q["size_bytes"] / fp["size_bytes"]
+    rows = [("file at most 30% of FP32", size <= 0.30, f"{100 * size:.1f}%")]
+    if fp["accuracy_val"] is not None:
+        drop = fp["accuracy_val"] - q["accuracy_val"]
+        rows.append(("validation accuracy within 1 point of FP32", drop <= 0.01, f"{100 * (q["accuracy_val"] - fp["accuracy_val"]):+.2f} points"))
+    slow = q["latency_p50_us"] / fp["latency_p50_us"]
+    rows.append(("single-sample p50 no slower than FP32", slow <= 1.0, f"{slow:.2f}x FP32's time"))
+    speed = q["throughput_per_s"] / fp["throughput_per_s"]
+    rows.append(("batch throughput at least 1.5x FP32", speed >= 1.5, f"{speed:.2f}x"))
+    return rows
 
 
 def print_summary(results):

@@ -72,7 +72,8 @@ def test_report_and_json_hold_every_figure(models, trained, tmp_path):
                  "Quantized model saved: ", "stance_int8.onnx", "COMPARISON REPORT: STANCE MODELS",
                  "COMPARISON REPORT: EXECUTION MODELS", "File Size Comparison:", "  Original: ", "  Quantized: ",
                  "  Size Reduction: ", "held-out samples", "Agreement: ", "latency p50", "latency p95",
-                 "throughput", "per single sample (p50) on this machine", "SUMMARY"]:
+                 "throughput", "per single sample (p50) on this machine", "Project targets for INT8:",
+                 "file at most 30% of FP32", "SUMMARY"]:
         assert text in out, text
     data = json.loads(report.read_text())
     assert set(data) == {"stance", "execution"}
@@ -95,6 +96,16 @@ def test_ratio_words_say_what_was_measured():
     assert quantize.ratio_words(10.0, 10.4, "per single sample", False) == \
         "INT8 is 1.04x slower than FP32 per single sample on this machine"
     assert "as fast as FP32" in quantize.ratio_words(10.0, 10.01, "per single sample", False)
+
+
+def test_targets_are_checked_against_the_measured_figures():
+    f = {"fp32": {"size_bytes": 1000, "accuracy_val": 0.90, "latency_p50_us": 10.0, "throughput_per_s": 100.0},
+         "int8": {"size_bytes": 290, "accuracy_val": 0.885, "latency_p50_us": 10.1, "throughput_per_s": 160.0}}
+    assert [met for _, met, _ in quantize.check_targets(f)] == [True, False, False, True]
+    f["int8"].update(size_bytes=310, accuracy_val=0.9, latency_p50_us=9.0, throughput_per_s=140.0)
+    assert [met for _, met, _ in quantize.check_targets(f)] == [False, True, True, False]
+    f["fp32"]["accuracy_val"] = None            # accuracy not measured: no accuracy target line
+    assert len(quantize.check_targets(f)) == 3
 
 
 def test_no_models_says_to_train_first(tmp_path):
