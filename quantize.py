@@ -247,7 +247,8 @@ def check_targets(f):
     rows = [("file at most 30% of FP32", size <= 0.30, f"{100 * size:.1f}%")]
     if fp["accuracy_val"] is not None:
         drop = fp["accuracy_val"] - q["accuracy_val"]
-        rows.append(("validation accuracy within 1 point of FP32", drop <= 0.01, f"{100 * (q["accuracy_val"] - fp["accuracy_val"]):+.2f} points"))
+        rows.append(("validation accuracy within 1 point of FP32", drop <= 0.01,
+                     f"{100 * (q['accuracy_val'] - fp['accuracy_val']):+.2f} points"))
     slow = q["latency_p50_us"] / fp["latency_p50_us"]
     rows.append(("single-sample p50 no slower than FP32", slow <= 1.0, f"{slow:.2f}x FP32's time"))
     speed = q["throughput_per_s"] / fp["throughput_per_s"]
