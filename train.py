@@ -541,7 +541,7 @@ def cv_folds(ds, k, seed):
 
 
 def peers(seed):
-    """scikit-learn baselines, on the same normalized features PoseClassifier sees."""
+    """scikit-learn baselines, fed the same normalized keypoints PoseClassifier starts from."""
     from sklearn.ensemble import GradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
