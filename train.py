@@ -265,15 +265,20 @@ class Dataset:
         return int((self.y == label).sum())
 
 
+def require_groups(dataset, needed, purpose):
+    """Raise DataError unless each class has `needed` clips (or samples, without clips)."""
+    for label in (0, 1):
+        n_groups = len(set(dataset.groups[dataset.y == label]))
+        if n_groups < needed:
+            unit = "clips" if dataset.has_clips else "samples"
+            raise DataError(f"{dataset.root}: only {n_groups} {unit} of class {CLASS_NAMES[label]}, "
+                            f"too few {purpose} (need at least {needed})")
+
+
 def split(dataset, val_split, seed):
     """Stratified train/validation indices; whole clips on one side when samples have clips."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
-    for label in (0, 1):
-        n_groups = len(set(dataset.groups[dataset.y == label]))
-        if n_groups < 2:
-            unit = "clips" if dataset.has_clips else "samples"
-            raise DataError(f"{dataset.root}: only {n_groups} {unit} of class {CLASS_NAMES[label]}, "
-                            f"too few to split into training and validation (need at least 2)")
+    require_groups(dataset, 2, "to split into training and validation")
     if dataset.has_clips:
         # One fold of a stratified group K-fold, with K = 1 / val_split.
         k = max(2, round(1 / val_split))
@@ -529,12 +534,7 @@ def train_category(ds, args):
 def cv_folds(ds, k, seed):
     """K stratified folds, each clip inside one fold (StratifiedGroupKFold) when samples have clips."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-    for label in (0, 1):
-        n_groups = len(set(ds.groups[ds.y == label]))
-        if n_groups < k:
-            unit = "clips" if ds.has_clips else "samples"
-            raise DataError(f"{ds.root}: {n_groups} {unit} of class {CLASS_NAMES[label]}, "
-                            f"too few for {k}-fold cross-validation")
+    require_groups(ds, k, f"for {k}-fold cross-validation")
     if ds.has_clips:
         return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(ds.X, ds.y, ds.groups))
     return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(ds.X, ds.y))
