@@ -649,7 +649,7 @@ def parse_args(argv=None):
     p.add_argument("--categories", nargs="+", metavar="NAME",
                    help="train only these categories (default: every category found in --data-dir)")
     p.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    p.add_argument("--lr", type=float, default=5e-3, help="Adam peak learning rate (default: 5e-3)")
     p.add_argument("--schedule", choices=["constant", "cosine"], default="cosine",
                    help="learning-rate schedule: constant, or cosine decay to 0 over the run (default: cosine)")
     p.add_argument("--batch-size", type=int, default=32, help="training batch size (default: 32)")
