@@ -56,3 +56,28 @@ def build_dataset(root, categories=("stance",), clips_per_class=8, frames=3, see
 @pytest.fixture
 def dataset(tmp_path):
     return build_dataset(tmp_path / "data")
+
+
+def assert_readme_defaults_match(script, args):
+    """The README's flag table for `script` states the defaults that parse_args really has."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        section = f.read().split(f"\n## {script}\n")[1].split("\n## ")[0]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| `--")]
+    assert rows, f"no flag table under '## {script}' in README.md"
+    values = vars(args)
+    for cells in rows:
+        flag, stated = cells[0].split("`")[1].split()[0], cells[1].strip("` ")
+        value = values[flag.lstrip("-").replace("-", "_")]
+        if stated in ("on", "off"):
+            assert bool(value) == (stated == "on"), flag
+        elif stated in ("none", "all found"):
+            assert value is None, flag
+        elif stated == "auto":                      # resolved by parse_args
+            assert value in ("cpu", "cuda"), flag
+        elif stated[0].isdigit():
+            assert float(stated) == value, flag
+        elif isinstance(value, str) and os.sep in value:
+            assert os.path.basename(value) == stated, flag
+        else:
+            assert value == stated, flag
+    return len(rows)

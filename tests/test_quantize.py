@@ -9,7 +9,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from conftest import build_dataset
+from conftest import assert_readme_defaults_match, build_dataset
 import quantize
 import train
 
@@ -161,3 +161,7 @@ def test_a_failed_quantization_leaves_no_partial_file(models, trained, monkeypat
     code, _, err = run(models, trained["data"], "--categories", "stance")
     assert code == 1 and "quantization failed" in err and "stance.onnx" in err
     assert sorted(os.listdir(models)) == ["execution.onnx", "execution.pt", "stance.onnx", "stance.pt"]
+
+
+def test_readme_flag_table_states_the_real_defaults():
+    assert assert_readme_defaults_match("quantize.py", quantize.parse_args([])) == 7

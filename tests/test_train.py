@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import ROOT, STANDING, build_dataset, write_sample
+from conftest import ROOT, STANDING, assert_readme_defaults_match, build_dataset, write_sample
 import train
 
 FLAT = STANDING.reshape(-1)
@@ -372,6 +372,10 @@ def test_help_states_every_default():
                  "--seed", "--device", "--strict", "--json", "--cv", "--augment"]:
         assert flag in run.stdout
     assert run.stdout.count("default") >= 12
+
+
+def test_readme_flag_table_states_the_real_defaults():
+    assert assert_readme_defaults_match("train.py", train.parse_args([])) == 14
 
 
 # ----------------------------------------------------------------------------- cross-validation
