@@ -145,7 +145,7 @@ def load_samples(data_dir, category, proto):
     """(X_all, y_all, val_index or None, note) for measuring accuracy; X None when impossible."""
     meta = {p.key: p.value for p in proto.metadata_props}
     try:
-        ds = train.Dataset(data_dir, category)
+        ds = train.Dataset(data_dir, category, float(meta.get("min_visibility", train.MIN_VISIBILITY)))
     except train.DataError as e:
         return None, None, None, f"accuracy skipped: {e}"
     if not len(ds.y):
@@ -159,6 +159,20 @@ def load_samples(data_dir, category, proto):
         return ds.X, ds.y, None, (f"validation accuracy skipped: {len(missing)} of the {len(val_files)} "
                                   f"validation samples are no longer in {ds.root}")
     return ds.X, ds.y, np.array([index[f] for f in val_files]), None
+
+
+def missing_point_check(sessions, paths, X):
+    """FP32 and INT8 on X with 1 to 4 points removed and on rows with nothing to place
+    (train.parity_inputs): both must give finite probabilities summing to 1. Raises
+    ModelError otherwise; returns how far INT8 is from FP32 on those rows."""
+    x = train.parity_inputs(X)[len(X):]
+    probs = [predict(s, x) for s in sessions]
+    for path, p in zip(paths, probs):
+        if not (np.isfinite(p).all() and np.allclose(p.sum(1), 1, atol=1e-4)):
+            raise ModelError(f"{path}: gives probabilities that are not finite or do not sum to 1 "
+                             f"for inputs with missing points")
+    return {"n": len(x), "agreement": float((probs[0].argmax(1) == probs[1].argmax(1)).mean()),
+            "max_probability_diff": float(np.abs(probs[0] - probs[1]).max())}
 
 
 def ratio_words(fp32, int8, what, higher_is_better):
@@ -177,7 +191,8 @@ def compare(category, fp32_path, int8_path, args):
     X, y, val, note = load_samples(args.data_dir, category, proto)
     figures = {"fp32": {"size_bytes": os.path.getsize(fp32_path)},
                "int8": {"size_bytes": os.path.getsize(int8_path)},
-               "agreement": None, "max_probability_diff": None, "n_val": None, "n_all": None, "note": note}
+               "agreement": None, "max_probability_diff": None, "n_val": None, "n_all": None, "n_missing": None,
+               "note": note}
     if X is not None:
         probs = [predict(s, X) for s in sessions]
         preds = [p.argmax(1) for p in probs]
@@ -187,6 +202,7 @@ def compare(category, fp32_path, int8_path, args):
         figures["agreement"] = float((preds[0] == preds[1]).mean())
         figures["max_probability_diff"] = float(np.abs(probs[0] - probs[1]).max())
         figures["n_all"], figures["n_val"] = len(y), None if val is None else len(val)
+        figures["n_missing"] = int(np.isnan(X).any(1).sum())
         timing_x = X
     else:
         for key in ("fp32", "int8"):
@@ -194,6 +210,8 @@ def compare(category, fp32_path, int8_path, args):
         # no samples: time on plausible inputs (a standing pose with noise)
         timing_x = (np.random.default_rng(0).normal(0.5, 0.1, (64, train.NUM_COORDS))).astype(np.float32)
     timing_x = np.ascontiguousarray(timing_x, dtype=np.float32)
+    figures["missing_check"] = missing_point_check(sessions, (fp32_path, int8_path),
+                                                  timing_x if val is None else X[val])
     lat = latency_us(sessions, timing_x, args.runs)
     tput = throughput(sessions, timing_x, args.batch_size)
     for key, t, tp in zip(("fp32", "int8"), lat, tput):
@@ -226,6 +244,11 @@ def print_report(category, f, args):
         print(f"  {'Quantized':<10}{pct(q['accuracy_val']):>34}{pct(q['accuracy_all']):>22}")
         print(f"  Agreement: {100 * f['agreement']:.2f}% of samples get the same class; "
               f"largest probability difference {f['max_probability_diff']:.4f}")
+        print(f"  Samples with missing points: {f['n_missing']} of {f['n_all']} (included in the figures above)")
+    m = f["missing_check"]
+    print(f"  Missing points: on {m['n']} inputs with 1 to 4 points removed (and 2 with no shoulder or hip), "
+          f"both models give finite probabilities; agreement {100 * m['agreement']:.2f}%, "
+          f"largest difference {m['max_probability_diff']:.4f}")
     print(f"\nSpeed Comparison (ONNX Runtime {ort.__version__}, CPU, 1 intra-op thread, "
           f"{WARMUP_RUNS} warm-up runs, {args.runs} timed runs alternating between the models):")
     print(f"  {'':<10}{'latency p50':>14}{'latency p95':>14}{'batch ' + str(args.batch_size) + ' throughput':>28}")
@@ -309,7 +332,11 @@ def main(argv=None):
             except Exception as e:     # onnxruntime.quantization raises many types
                 raise ModelError(f"{path}: quantization failed ({e.__class__.__name__}: {e})")
             print(f"Quantized model saved: {os.path.relpath(target)}")
-            results[category] = compare(category, path, target, args)
+            try:
+                results[category] = compare(category, path, target, args)
+            except ModelError:
+                os.remove(target)           # a model that failed its checks is not left behind
+                raise
             print_report(category, results[category], args)
         except ModelError as e:
             print(f"error: {e}", file=sys.stderr)

@@ -38,57 +38,133 @@ MEDIAPIPE_33 = [0, (11, 12), 12, 14, 16, 11, 13, 15, 24, 26, 28, 23, 25, 27]
 MIRROR = [0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10]
 CLASS_NAMES = ["incorrect", "correct"]    # index = label; the folder decides the label
 R_SHOULDER, L_SHOULDER, R_HIP, L_HIP = 2, 5, 8, 11
+TORSO = [R_SHOULDER, L_SHOULDER, R_HIP, L_HIP]
 TORSO_MULTIPLIER = 2.5                    # as in MediaPipe's pose classification embedder
-NORMALIZATION = ("center on the hip midpoint; divide by max(2.5 x torso size, largest "
-                 "distance of a point from the hip midpoint); torso size = hip midpoint to shoulder midpoint")
+# A landmark MediaPipe reports with a lower visibility is a guess (a hidden arm in a side
+# view), and counts as missing (chosen by cross-validation on real recordings, see README).
+MIN_VISIBILITY = 0.5
+NORMALIZATION = ("center on the hip midpoint (one hip, or the shoulders, when that is all there is); "
+                 "divide by max(2.5 x torso size, largest distance of a present point from the center); "
+                 "torso size = hip midpoint to shoulder midpoint; missing points (NaN) stay missing")
 
 
 # ----------------------------------------------------------------------------- model
+# One input contract everywhere: a missing point is NaN (x and y) in the [N, 28] input.
+# Centre, size and angles come from the points that are present; a pose that cannot be
+# placed (no shoulder and no hip) or sized (all present points at one place) is all NaN
+# after normalization, and PoseClassifier answers [0.5, 0.5] for it.
+#
+# The arithmetic is written as products with the constant matrices below, so that the
+# ONNX graph stays a few dozen nodes (each ONNX Runtime node costs about 0.3 us per call,
+# more than this model's arithmetic): sums of chosen points are one MatMul each.
+JOINT_ANGLES = [(2, 3, 4), (5, 6, 7), (8, 9, 10), (11, 12, 13), (8, 2, 3), (11, 5, 6), (2, 8, 9), (5, 11, 12)]
+
+
+def _layout_matrices():
+    """Constant matrices over the 28 coordinates (x0, y0, x1, ...), built from the layout."""
+    pair = np.kron(np.eye(NUM_POINTS), np.ones((2, 1)))            # (28, 14): x_i + y_i -> point i
+    m = {"pair": pair, "pair_t": pair.T, "spread_xy": np.tile(np.eye(2), NUM_POINTS)}   # (2, 28): (x, y) -> every point
+    for name, points in (("hips", (R_HIP, L_HIP)), ("shoulders", (R_SHOULDER, L_SHOULDER))):
+        m[name] = pair[:, list(points)] @ np.ones((2, 1)) * np.tile(np.eye(2), NUM_POINTS).T   # (28, 2): x, y sums
+        m[name + "_count"] = np.eye(NUM_POINTS)[:, list(points)].sum(1, keepdims=True)      # (14, 1)
+    # Each joint angle's two arms u = end_a - joint, v = end_b - joint, and v turned by -90
+    # degrees (vy, -vx), so that u . v_turned = ux vy - uy vx, the sine's numerator.
+    n = len(JOINT_ANGLES)
+    u, v, v_turned = (np.zeros((NUM_COORDS, 2 * n)) for _ in range(3))
+    for k, (a, j, b) in enumerate(JOINT_ANGLES):
+        for c in (0, 1):
+            u[2 * a + c, 2 * k + c], u[2 * j + c, 2 * k + c] = 1, -1
+            v[2 * b + c, 2 * k + c], v[2 * j + c, 2 * k + c] = 1, -1
+        v_turned[:, 2 * k] = v[:, 2 * k + 1]
+        v_turned[:, 2 * k + 1] = -v[:, 2 * k]
+    m.update(u=u, v=v, v_turned=v_turned, pair_angles=np.kron(np.eye(n), np.ones((2, 1))))
+    m["angle_points"] = np.zeros((NUM_POINTS, n))                   # (14, 8): the 3 points of each angle
+    for k, points in enumerate(JOINT_ANGLES):
+        m["angle_points"][list(points), k] = 1
+    return {name: torch.tensor(matrix, dtype=torch.float32) for name, matrix in m.items()}
+
+
+LAYOUT = _layout_matrices()
+
+
+def _presence(x):
+    """(N, 28) keypoints -> (keypoints with 0 for missing, (N, 14) presence as 0/1 floats).
+    A point is present when both its coordinates are finite (x - x is NaN for NaN and inf)."""
+    finite = (~torch.isnan(x - x)).float()
+    present = (finite @ LAYOUT["pair"] > 1.5).float()
+    return torch.where(present @ LAYOUT["pair_t"] > 0.5, x, 0.0), present
+
+
+def _normalize(x):
+    """(N, 28) -> (normalized keypoints, 0 where missing; presence (N, 14); placed (N, 1) bool)."""
+    x, present = _presence(x)
+    n_hips, n_shoulders = present @ LAYOUT["hips_count"], present @ LAYOUT["shoulders_count"]
+    hips = x @ LAYOUT["hips"] / n_hips.clamp_min(1)
+    shoulders = x @ LAYOUT["shoulders"] / n_shoulders.clamp_min(1)
+    center = torch.where(n_hips > 0, hips, shoulders)
+    torso = torch.linalg.vector_norm(shoulders - hips, dim=1, keepdim=True) * (n_hips * n_shoulders > 0)
+    centered = (x - center @ LAYOUT["spread_xy"]) * (present @ LAYOUT["pair_t"])
+    spread = ((centered * centered) @ LAYOUT["pair"]).amax(1, keepdim=True).sqrt()
+    size = torch.maximum(torso * TORSO_MULTIPLIER, spread)
+    placed = (n_hips + n_shoulders > 0) & (size > 1e-8)
+    return centered / size.clamp_min(1e-8), present * placed, placed
+
+
+def present_points(x):
+    """(..., 28) keypoints -> (N, 14) bool: which points are there (both coordinates finite)."""
+    return _presence(x.reshape(-1, NUM_COORDS))[1] > 0
+
+
 def normalize_keypoints(x):
     """Translation- and scale-invariant normalization of (..., 28) keypoints (torch).
 
     Centers on the hip midpoint and divides by the pose size, the larger of 2.5 torso
     lengths and the largest distance of any point from the hip midpoint (MediaPipe's
-    pose classification embedder does the same). A degenerate pose (every point in one
-    place) maps to zeros. Applying it twice changes nothing.
+    pose classification embedder does the same). With points missing (NaN), the centre
+    is the hip that is there, or the shoulders' midpoint without hips; the torso length
+    needs a shoulder and a hip, else the size is the spread alone. Missing points stay
+    NaN, and a pose that cannot be placed or sized comes out all NaN. Applying it twice
+    changes nothing.
     """
-    p = x.reshape(-1, NUM_POINTS, 2)
-    hips = (p[:, R_HIP] + p[:, L_HIP]) / 2
-    shoulders = (p[:, R_SHOULDER] + p[:, L_SHOULDER]) / 2
-    centered = p - hips.unsqueeze(1)
-    torso = torch.linalg.vector_norm(shoulders - hips, dim=-1)
-    spread = torch.linalg.vector_norm(centered, dim=-1).amax(dim=-1)
-    size = torch.maximum(torso * TORSO_MULTIPLIER, spread).clamp_min(1e-8)
-    return (centered / size[:, None, None]).reshape(x.shape)
+    z, present, _ = _normalize(x.reshape(-1, NUM_COORDS))
+    return torch.where(present @ LAYOUT["pair_t"] > 0.5, z, math.nan).reshape(x.shape)
 
 
-# Joints whose angle the model is given directly, as (end, joint, end): elbows, knees,
-# shoulders (hip-shoulder-elbow) and hips (shoulder-hip-knee). Form rules are mostly about
-# these angles, and near 180 degrees a small bend hardly moves the coordinates.
-JOINT_ANGLES = [(2, 3, 4), (5, 6, 7), (8, 9, 10), (11, 12, 13), (8, 2, 3), (11, 5, 6), (2, 8, 9), (5, 11, 12)]
-NUM_FEATURES = NUM_COORDS + 2 * len(JOINT_ANGLES)
+# keypoints (missing: 0), cos and sin of each joint angle (0 when a point of it is missing),
+# and the presence mask, so that the model knows a 0 that is missing from one that is there.
+# The angles are at the elbows, knees, shoulders (hip-shoulder-elbow) and hips
+# (shoulder-hip-knee): form rules are mostly about them, and near 180 degrees a small bend
+# hardly moves the coordinates.
+NUM_FEATURES = NUM_COORDS + 2 * len(JOINT_ANGLES) + NUM_POINTS
+
+
+def _features(z, present):
+    """Normalized keypoints (0 where missing) and presence -> (N, 58) features."""
+    u, v, v_turned = z @ LAYOUT["u"], z @ LAYOUT["v"], z @ LAYOUT["v_turned"]    # (N, 16) each
+    pair = LAYOUT["pair_angles"]
+    lengths = ((u * u) @ pair).sqrt().clamp_min(1e-6) * ((v * v) @ pair).sqrt().clamp_min(1e-6)
+    whole = (present @ LAYOUT["angle_points"] > 2.5).float() / lengths
+    cos, sin = ((u * v) @ pair) * whole, ((u * v_turned) @ pair) * whole   # sin: sensitive where cos is flat
+    return torch.cat([z, cos, sin, present], dim=1)
 
 
 def pose_features(z):
-    """Normalized keypoints (N, 28) -> (N, 44): the keypoints plus cos and sin of each joint angle."""
-    p = z.reshape(-1, NUM_POINTS, 2)
-    ends_a, joints, ends_b = ([j[i] for j in JOINT_ANGLES] for i in range(3))
-    u, v = p[:, ends_a] - p[:, joints], p[:, ends_b] - p[:, joints]
-    u = u / torch.linalg.vector_norm(u, dim=-1, keepdim=True).clamp_min(1e-6)
-    v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(1e-6)
-    cos = (u * v).sum(-1)
-    sin = u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]   # sensitive where cos is flat, near 180 degrees
-    return torch.cat([z.reshape(-1, NUM_COORDS), cos, sin], dim=1)
+    """Normalized keypoints (N, 28), NaN where missing -> (N, 58) finite features: the
+    keypoints (0 where missing), cos and sin of each joint angle (0 where a point of the
+    angle is missing) and the 14 presence flags."""
+    return _features(*_presence(z.reshape(-1, NUM_COORDS)))
 
 
 class KeypointNormalizer:
     """Callable: 28 numbers (list or array) or an N x 28 array -> float32 array, same shape.
 
     The normalization PoseClassifier applies as its first stage (normalize_keypoints).
+    A missing point is None or NaN and stays NaN; a pose that cannot be placed or sized
+    (no shoulder and no hip, or all points at one place) comes out all NaN.
     """
 
     def __call__(self, keypoints):
-        x = np.asarray(keypoints, dtype=np.float32)
+        x = np.array(keypoints, dtype=np.float32)     # None -> NaN
         if x.shape[-1] != NUM_COORDS or x.ndim not in (1, 2):
             raise ValueError(f"expected 28 numbers or an N x 28 array, got shape {x.shape}")
         with torch.no_grad():
@@ -112,12 +188,14 @@ class InvertedResidual(nn.Module):
 
 
 class PoseClassifier(nn.Module):
-    """Raw keypoints (N x 28) -> class logits (N x num_classes).
+    """Raw keypoints (N x 28, NaN where a point is missing) -> class logits (N x num_classes).
 
     normalize_keypoints first (so raw, z-scored or already normalized inputs give the
-    same outputs), pose_features (adds joint-angle cosines and sines), then MobileNetV2's
-    ideas on a vector: a stem, inverted residual blocks with linear bottlenecks, batch
-    norm, ReLU6, dropout before the classifier.
+    same outputs), pose_features (adds joint-angle cosines and sines and the presence
+    mask), then MobileNetV2's ideas on a vector: a stem, inverted residual blocks with
+    linear bottlenecks, batch norm, ReLU6, dropout before the classifier. A row that
+    cannot be placed or sized (no shoulder and no hip, e.g. all NaN) gets logits 0:
+    probabilities [0.5, 0.5], "cannot tell".
     """
 
     def __init__(self, input_size=NUM_COORDS, num_classes=2, width=128, expansion=2, blocks=1,
@@ -131,7 +209,9 @@ class PoseClassifier(nn.Module):
                                   nn.Dropout(dropout), nn.Linear(head, num_classes))
 
     def forward(self, x):
-        return self.head(self.blocks(self.stem(pose_features(normalize_keypoints(x)))))
+        z, present, placed = _normalize(x)
+        logits = self.head(self.blocks(self.stem(_features(z, present))))
+        return torch.where(placed, logits, 0.0)
 
 
 class WithSoftmax(nn.Module):
@@ -150,47 +230,81 @@ class DataError(Exception):
     """A problem with the user's data or folders, reported as one sentence."""
 
 
-def parse_keypoints(raw):
-    """28 numbers, 14 [x, y] pairs or 33 MediaPipe landmarks -> float64 array of 28.
+MAX_COORDINATE = 1e6    # image positions; larger values would overflow float32 arithmetic
 
-    Raises ValueError with the reason when the value is not a usable pose.
+
+def parse_keypoints(raw, visibility=None, min_visibility=MIN_VISIBILITY):
+    """28 numbers, 14 [x, y] pairs or 33 MediaPipe landmarks -> float64 array of 28, NaN
+    where a point is missing.
+
+    A point is missing when it is `null` (a pair, or both its coordinates), or when its
+    visibility is below min_visibility: a landmark's own (4th value of a row, or its
+    `visibility` key), or the sample's optional 14-value `visibility` list. The neck of
+    the 33 landmarks needs both shoulders. Raises ValueError with the reason when the
+    value is not a usable pose: one coordinate of a point null, a value that is not a
+    number, or too few points left to place the pose (no shoulder and no hip) or size it
+    (all present points at one place).
     """
     if not isinstance(raw, (list, tuple)) or not raw:
         raise ValueError("no keypoints")
 
     def number(v, where):
+        if v is None:
+            return math.nan
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError(f"non-numeric value {v!r} at {where}")
         return float(v)
 
     def point(row, i):
+        """(x, y, visibility) of one point or landmark; NaN for what is not given."""
+        if row is None:
+            return math.nan, math.nan, math.nan
         if isinstance(row, dict):
             if "x" not in row or "y" not in row:
-                raise ValueError(f"landmark {i} has no x and y")
-            return number(row["x"], f"landmark {i}"), number(row["y"], f"landmark {i}")
+                raise ValueError(f"point {i} has no x and y")
+            return tuple(number(row.get(k), f"point {i}") for k in ("x", "y", "visibility"))
         if isinstance(row, (list, tuple)) and len(row) >= 2:
-            return number(row[0], f"point {i}"), number(row[1], f"point {i}")
-        raise ValueError(f"point {i} is not an [x, y] pair or an object with x and y")
+            return tuple(number(v, f"point {i}") for v in (row[0], row[1], row[3] if len(row) > 3 else None))
+        raise ValueError(f"point {i} is not an [x, y] pair, null, or an object with x and y")
 
-    if all(not isinstance(v, (list, tuple, dict)) for v in raw):
+    scalars = all(not isinstance(v, (list, tuple, dict)) for v in raw)
+    if scalars and not (len(raw) == NUM_POINTS and all(v is None for v in raw)):     # 14 nulls: 14 null pairs
         if len(raw) != NUM_COORDS:
             raise ValueError(f"wrong count: {len(raw)} numbers, expected 28 (14 points x 2)")
-        xy = np.array([number(v, f"position {i}") for i, v in enumerate(raw)]).reshape(NUM_POINTS, 2)
-    elif len(raw) == NUM_POINTS:
-        xy = np.array([point(r, i) for i, r in enumerate(raw)])
-    elif len(raw) == 33:
-        marks = np.array([point(r, i) for i, r in enumerate(raw)])
-        xy = np.array([marks[list(m)].mean(axis=0) if isinstance(m, tuple) else marks[m] for m in MEDIAPIPE_33])
+        rows = np.array([number(v, f"position {i}") for i, v in enumerate(raw)]).reshape(NUM_POINTS, 2)
+        rows = np.column_stack([rows, np.full(NUM_POINTS, math.nan)])
+    elif len(raw) in (NUM_POINTS, 33):
+        rows = np.array([point(r, i) for i, r in enumerate(raw)])
     else:
         raise ValueError(f"wrong count: {len(raw)} points, expected 14 [x, y] pairs or 33 MediaPipe landmarks")
-    if not np.all(np.isfinite(xy)):
-        raise ValueError("NaN or infinite value")
-    if np.ptp(xy, axis=0).max() < 1e-9:
-        raise ValueError("degenerate pose: all points at one place")
+    half = np.isnan(rows[:, 0]) != np.isnan(rows[:, 1])
+    if half.any():
+        noun = "landmark" if len(rows) == 33 else "point"
+        raise ValueError(f"{noun} {int(np.argmax(half))} has one coordinate null and the other a number")
+    if np.isinf(rows[:, :2]).any() or (np.abs(rows[:, :2]) > MAX_COORDINATE).any():
+        raise ValueError(f"infinite value or a coordinate beyond +-{MAX_COORDINATE:g}")
+    rows[rows[:, 2] < min_visibility, :2] = math.nan      # NaN visibility (not given) compares False
+    if len(rows) == 33:
+        # Neck = mean of both shoulders, missing unless both are there.
+        xy = np.array([rows[list(m), :2].mean(axis=0) if isinstance(m, tuple) else rows[m, :2]
+                       for m in MEDIAPIPE_33])
+    else:
+        xy = rows[:, :2]
+    if visibility is not None:
+        if not isinstance(visibility, (list, tuple)) or len(visibility) != NUM_POINTS:
+            raise ValueError("visibility must be null or a list of 14 numbers (or nulls), one per point")
+        vis = np.array([number(v, f"visibility {i}") for i, v in enumerate(visibility)])
+        xy[vis < min_visibility] = math.nan
+    present = ~np.isnan(xy[:, 0])
+    if not present[TORSO].any():
+        raise ValueError(f"no shoulder and no hip left to place the pose ({NUM_POINTS - present.sum()} "
+                         f"of 14 points missing or below visibility {min_visibility:g})")
+    if np.ptp(xy[present], axis=0).max() < 1e-6:
+        raise ValueError("degenerate pose: all present points at one place")
     return xy.reshape(-1)
 
 
-def load_sample(path, folder_label):
+def load_sample(path, folder_label, min_visibility=MIN_VISIBILITY):
     """One JSON file -> (keypoints, clip or None, warning or None). Raises ValueError."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -205,7 +319,7 @@ def load_sample(path, folder_label):
             raise ValueError("no keypoints")
     else:
         raw, data = data, {}
-    keypoints = parse_keypoints(raw)
+    keypoints = parse_keypoints(raw, data.get("visibility"), min_visibility)
     clip = data.get("clip")
     warning = None
     if "label" in data and data["label"] != folder_label:
@@ -233,7 +347,7 @@ def discover_categories(data_dir):
 class Dataset:
     """The valid samples of one category, plus what was wrong with the others."""
 
-    def __init__(self, data_dir, category):
+    def __init__(self, data_dir, category, min_visibility=MIN_VISIBILITY):
         self.category, self.root = category, os.path.join(data_dir, category)
         self.files, xs, ys, clips = [], [], [], []
         self.invalid, self.warnings = [], []
@@ -245,7 +359,7 @@ class Dataset:
             for name in names:
                 path = os.path.join(folder, name)
                 try:
-                    keypoints, clip, warning = load_sample(path, label)
+                    keypoints, clip, warning = load_sample(path, label, min_visibility)
                 except ValueError as e:
                     self.invalid.append((path, str(e)))
                     continue
@@ -263,6 +377,13 @@ class Dataset:
 
     def count(self, label):
         return int((self.y == label).sum())
+
+    def missing(self):
+        """(samples with a missing point, {point name: samples missing it}, most often first)."""
+        absent = np.isnan(self.X[:, 0::2])
+        counts = {KEYPOINT_NAMES[i]: int(absent[:, i].sum()) for i in np.argsort(-absent.sum(0), kind="stable")
+                  if absent[:, i].any()}
+        return int(absent.any(1).sum()), counts
 
 
 def require_groups(dataset, needed, purpose):
@@ -303,10 +424,17 @@ def split(dataset, val_split, seed):
 AUG_ROTATION_DEG = 3.0     # +- in-plane rotation, like a slightly tilted camera
 AUG_STRETCH = 0.05         # +- independent x and y scale
 AUG_JITTER = 0.005         # sd of per-point noise, in normalized units (pose size = 1)
+# Joint dropout: how real recordings lose points. Each pattern is one way, chosen at random
+# for a training sample with probability --drop-joints: random single points, one arm or
+# leg (elbow and wrist, knee and ankle), one side's arm and leg (a side view), both legs
+# (a cropped frame), both arms (a tool that records only what its exercise needs).
+DROP_PATTERNS = [[3, 4], [6, 7], [9, 10], [12, 13], [3, 4, 9, 10], [6, 7, 12, 13], [9, 10, 12, 13], [3, 4, 6, 7]]
+DROP_POINT_RATE = 2 / NUM_POINTS   # the random-points pattern loses 2 points on average
 
 
-def augment(x, generator):
-    """Random left-right mirror (joints swapped), small rotation, x/y stretch and jitter.
+def augment(x, generator, drop_joints=0.0):
+    """Random left-right mirror (joints swapped), small rotation, x/y stretch, jitter and
+    joint dropout (drop_points, with probability drop_joints per sample).
 
     Works on normalized keypoints (hip midpoint at the origin); training batches only.
     """
@@ -320,7 +448,26 @@ def augment(x, generator):
     p = p @ rot.transpose(1, 2)
     p = p * (1 + (torch.rand(n, 1, 2, generator=generator) * 2 - 1) * AUG_STRETCH)
     p = p + torch.randn(p.shape, generator=generator) * AUG_JITTER
+    if drop_joints > 0:
+        p = drop_points(p, drop_joints, generator)
     return p.reshape(n, NUM_COORDS)
+
+
+def drop_points(p, rate, generator):
+    """Set points of (n, 14, 2) keypoints to NaN the ways real recordings lose them: a
+    sample is hit with probability rate, by one of DROP_PATTERNS or by random points. A
+    sample that would keep no shoulder and no hip is left whole."""
+    n = p.shape[0]
+    patterns = torch.zeros(len(DROP_PATTERNS) + 1, NUM_POINTS, dtype=torch.bool)
+    for i, points in enumerate(DROP_PATTERNS):
+        patterns[i, points] = True
+    choice = torch.randint(len(patterns), (n,), generator=generator)
+    drop = patterns[choice] | ((choice == len(DROP_PATTERNS))[:, None]
+                               & (torch.rand(n, NUM_POINTS, generator=generator) < DROP_POINT_RATE))
+    drop &= (torch.rand(n, generator=generator) < rate)[:, None]
+    left = present_points(p) & ~drop
+    drop &= left[:, TORSO].any(1, keepdim=True)
+    return torch.where(drop[..., None], torch.full_like(p, math.nan), p)
 
 
 def make_batches(n, batch_size, generator):
@@ -369,7 +516,7 @@ def fit(X_train, y_train, X_val, y_val, args, log=None):
         for idx in bar:
             xb, yb = xt[idx], yt[idx]
             if args.augment:
-                xb = augment(xb.cpu(), gen).to(device)
+                xb = augment(xb.cpu(), gen, args.drop_joints).to(device)
             optimizer.zero_grad()
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
@@ -431,19 +578,33 @@ def export_onnx(model, path, metadata, opset=17):
     onnx.save(proto, path)
 
 
+def parity_inputs(X, seed=0):
+    """What the export is checked on: the given samples, the same with 1 to 4 points
+    removed, and rows with nothing to place (all NaN, and only the nose)."""
+    rng = np.random.default_rng(seed)
+    nose_only = np.full((1, NUM_COORDS), np.nan, dtype=np.float32)
+    nose_only[0, :2] = 0.5
+    return np.concatenate([X, *[remove_points(X, k, rng) for k in REMOVED_POINTS],
+                           np.full((1, NUM_COORDS), np.nan, dtype=np.float32), nose_only]).astype(np.float32)
+
+
 def onnx_parity(model, path, x):
-    """Largest absolute difference between ONNX Runtime and PyTorch probabilities on x."""
+    """Largest absolute difference between ONNX Runtime and PyTorch probabilities on x;
+    inf when either gives a value that is not a finite probability."""
     import onnxruntime as ort
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     onnx_out = session.run(["probabilities"], {"input": x.astype(np.float32)})[0]
     with torch.no_grad():
         torch_out = F.softmax(model.cpu()(torch.from_numpy(x)), dim=-1).numpy()
+    if not (np.isfinite(onnx_out).all() and np.isfinite(torch_out).all()):
+        return math.inf
     return float(np.abs(onnx_out - torch_out).max())
 
 
 def write_models(model, category, models_dir, metadata, X_check):
     """Write <category>.pt and <category>.onnx via temporary files, renamed in place only
-    once the ONNX model has passed the checker and matches PyTorch within 1e-5."""
+    once the ONNX model has passed the checker and matches PyTorch within 1e-5 on X_check
+    and on X_check with points missing (parity_inputs)."""
     targets = {ext: os.path.join(models_dir, f"{category}{ext}") for ext in (".pt", ".onnx")}
     temps = {}
     try:
@@ -452,8 +613,8 @@ def write_models(model, category, models_dir, metadata, X_check):
             os.close(fd)
         torch.save(model.state_dict(), temps[".pt"])
         export_onnx(model, temps[".onnx"], metadata)
-        diff = onnx_parity(model, temps[".onnx"], X_check)
-        if diff > 1e-5:
+        diff = onnx_parity(model, temps[".onnx"], parity_inputs(X_check))
+        if not diff <= 1e-5:       # also catches NaN
             raise DataError(f"{targets['.onnx']}: ONNX Runtime and PyTorch disagree by {diff:.2e} "
                             f"(more than 1e-5); models not written")
         for ext, target in targets.items():
@@ -475,6 +636,11 @@ def print_statistics(datasets):
         print(f"  - Total samples: {len(ds.y)}")
         if ds.has_clips:
             print(f"  - Clips (recordings): {len(set(ds.groups))}")
+        n_missing, counts = ds.missing()
+        if n_missing:
+            often = ", ".join(f"{name} {n}" for name, n in list(counts.items())[:6])
+            print(f"  - Samples with missing points: {n_missing} ({100 * n_missing / len(ds.y):.1f}%); "
+                  f"most often missing: {often}")
         print()
 
 
@@ -514,21 +680,30 @@ def train_category(ds, args):
     print(f"{'':>12}{CLASS_NAMES[0]:>11}{CLASS_NAMES[1]:>10}")
     for label in (0, 1):
         print(f"{CLASS_NAMES[label]:>12}{cm[label, 0]:>11}{cm[label, 1]:>10}")
+    removed = accuracy_with_points_removed(lambda X: predict_classes(model, X, args.device),
+                                           ds.X[val_idx], ds.y[val_idx], args.seed)
+    print(f"Validation accuracy with k random points removed from each frame ({REMOVAL_DRAWS} draws, "
+          f"one shoulder or hip kept): " + ", ".join([f"k=0 {100 * val_acc:.2f}%"] +
+                                                     [f"k={k} {100 * a:.2f}%" for k, a in removed.items()]))
     metadata = {
         "category": ds.category, "class_names": CLASS_NAMES, "keypoint_layout": KEYPOINT_NAMES,
         "normalization": NORMALIZATION + " (inside the model: feed raw keypoints)",
+        "missing_points": "NaN (x and y); a row with no shoulder and no hip gives [0.5, 0.5]",
+        "min_visibility": f"{args.min_visibility:g}",
         "val_accuracy": f"{val_acc:.6f}", "best_epoch": str(best), "seed": str(args.seed),
         "val_samples": [ds.files[i] for i in val_idx],
     }
     files, diff = write_models(model.cpu(), ds.category, args.models_dir, metadata, ds.X[val_idx])
     model.to(args.device)
-    print(f"\nONNX check passed; ONNX Runtime matches PyTorch on the validation samples (max diff {diff:.1e})")
+    print(f"\nONNX check passed; ONNX Runtime matches PyTorch on the validation samples, also with "
+          f"points missing (max diff {diff:.1e})")
     print("Files written:")
     for path in files:
         print(f"  {path} ({os.path.getsize(path) / 1e6:.3f} MB)")
     print()
     return {"n_train": len(train_idx), "n_val": len(val_idx), "val_accuracy": round(val_acc, 6),
-            "best_epoch": best, "train_seconds": round(seconds, 3)}
+            "best_epoch": best, "train_seconds": round(seconds, 3),
+            "val_accuracy_points_removed": {str(k): round(a, 6) for k, a in removed.items()}}
 
 
 def cv_folds(ds, k, seed):
@@ -541,42 +716,97 @@ def cv_folds(ds, k, seed):
 
 
 def peers(seed):
-    """scikit-learn baselines, fed the same normalized keypoints PoseClassifier starts from."""
-    from sklearn.ensemble import GradientBoostingClassifier
+    """scikit-learn baselines, fed the same normalized keypoints PoseClassifier starts from,
+    missing points left missing (NaN): HistGradientBoosting takes NaN itself; the others
+    get mean imputation plus a missing-value indicator for every coordinate, so they know
+    which points are absent, as PoseClassifier does from its presence mask."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.feature_selection import VarianceThreshold
+    from sklearn.impute import MissingIndicator, SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.pipeline import make_pipeline
+    from sklearn.pipeline import make_pipeline, make_union
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
+
+    def imputed(model):
+        fill = make_union(SimpleImputer(keep_empty_features=True), MissingIndicator(features="all"))
+        return make_pipeline(fill, StandardScaler(), model)
     return {
-        "LogisticRegression": make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
-        "SVC (RBF)": make_pipeline(StandardScaler(), SVC()),
-        "KNeighbors": make_pipeline(StandardScaler(), KNeighborsClassifier()),
-        "GradientBoosting": GradientBoostingClassifier(random_state=seed),
+        "LogisticRegression": imputed(LogisticRegression(max_iter=5000)),
+        "SVC (RBF)": imputed(SVC()),
+        "KNeighbors": imputed(KNeighborsClassifier()),
+        # VarianceThreshold drops coordinates that are missing in every training sample (the
+        # legs of an upper-body recording), which HistGradientBoosting cannot bin.
+        "HistGradientBoosting": make_pipeline(VarianceThreshold(), HistGradientBoostingClassifier(random_state=seed)),
     }
 
 
+# Robustness: each test frame is scored again with this many of its points removed at
+# random (REMOVAL_DRAWS draws each), the way occlusion loses them in real recordings.
+REMOVED_POINTS = (1, 2, 3, 4)
+REMOVAL_DRAWS = 5
+
+
+def remove_points(X, k, rng):
+    """Copy of raw keypoints X (N, 28) with k random present points of each row set to NaN.
+    One shoulder or hip, chosen at random, is always kept, so every row can still be placed."""
+    X = np.array(X, dtype=np.float32)
+    p = X.reshape(len(X), NUM_POINTS, 2)
+    present = ~np.isnan(p[:, :, 0])
+    keys = np.where(present, rng.random(present.shape), np.inf)
+    anchor = np.array(TORSO)[np.where(present[:, TORSO], rng.random((len(X), len(TORSO))), -1).argmax(1)]
+    keys[np.arange(len(X)), anchor] = np.inf
+    order = np.argsort(keys, axis=1)[:, :k]
+    chosen = np.take_along_axis(keys, order, axis=1) < np.inf
+    rows = np.broadcast_to(np.arange(len(X))[:, None], order.shape)
+    p[rows[chosen], order[chosen]] = np.nan
+    return X
+
+
+def accuracy_with_points_removed(predict, X, y, seed):
+    """{k: mean accuracy over REMOVAL_DRAWS draws with k points removed} for k in REMOVED_POINTS;
+    the draws depend only on seed, so every model is scored on the same frames."""
+    result = {}
+    for k in REMOVED_POINTS:
+        rng = np.random.default_rng([seed, k])
+        result[k] = float(np.mean([(predict(remove_points(X, k, rng)) == y).mean() for _ in range(REMOVAL_DRAWS)]))
+    return result
+
+
+def predict_classes(model, X, device="cpu"):
+    """Class index per row of raw keypoints X (numpy), with a PoseClassifier in eval mode."""
+    with torch.no_grad():
+        return model(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device)).argmax(1).cpu().numpy()
+
+
 def cross_validate(ds, args):
-    """Accuracy and macro F1 per fold of PoseClassifier and the peers, on identical folds."""
+    """Accuracy and macro F1 per fold of PoseClassifier and the peers, on identical folds,
+    and their accuracy with random points removed from the test frames."""
     from sklearn.base import clone
     from sklearn.metrics import accuracy_score, f1_score
     folds = cv_folds(ds, args.cv, args.seed)
-    features = KeypointNormalizer()(ds.X)
+    normalize = KeypointNormalizer()
     models = {"PoseClassifier": None, **peers(args.seed)}
-    scores = {name: {"acc": [], "f1": []} for name in models}
+    scores = {name: {"acc": [], "f1": [], "removed": []} for name in models}
     start = time.perf_counter()
-    for train, test in _progress(folds, desc=f"{ds.category} folds", unit="fold"):
+    for fold, (train, test) in enumerate(_progress(folds, desc=f"{ds.category} folds", unit="fold")):
         for name, peer in models.items():
             if peer is None:
                 # Same settings as a normal run, but the last epoch is kept: picking the epoch
                 # on the test fold would be peeking.
-                model, _, _ = fit(ds.X[train], ds.y[train], None, None, args)
-                pred = evaluate(model, torch.from_numpy(ds.X[test]).to(args.device),
-                                torch.from_numpy(ds.y[test]).to(args.device))[2].cpu().numpy()
+                model = fit(ds.X[train], ds.y[train], None, None, args)[0]
+                predict = lambda X, model=model: predict_classes(model, X, args.device)
             else:
-                pred = clone(peer).fit(features[train], ds.y[train]).predict(features[test])
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")    # e.g. a coordinate never seen in this fold
+                    fitted = clone(peer).fit(normalize(ds.X[train]), ds.y[train])
+                predict = lambda X, fitted=fitted: fitted.predict(normalize(X))
+            pred = predict(ds.X[test])
             scores[name]["acc"].append(accuracy_score(ds.y[test], pred))
             scores[name]["f1"].append(f1_score(ds.y[test], pred, average="macro"))
+            scores[name]["removed"].append(accuracy_with_points_removed(predict, ds.X[test], ds.y[test],
+                                                                        args.seed * 1000 + fold))
     seconds = time.perf_counter() - start
     where = "clips kept whole" if ds.has_clips else "stratified"
     print(f"Cross-validation: {ds.category.upper()} ({args.cv} folds, {where}, {len(ds.y)} samples, "
@@ -589,10 +819,21 @@ def cross_validate(ds, args):
         folds_text = " ".join(f"{100 * a:.1f}" for a in s["acc"])
         print(f"{mark} {name:<20}{100 * np.mean(s['acc']):>17.2f} +- {100 * np.std(s['acc']):<5.2f}"
               f"{np.mean(s['f1']):>10.3f}   {folds_text}")
-    print("* best mean accuracy. PoseClassifier: last epoch of each fold (no epoch picked on test data).\n")
+    print("* best mean accuracy. PoseClassifier: last epoch of each fold (no epoch picked on test data).")
+    removed = {name: {k: float(np.mean([r[k] for r in s["removed"]])) for k in REMOVED_POINTS}
+               for name, s in scores.items()}
+    print(f"\nAccuracy % with k random points removed from each test frame ({REMOVAL_DRAWS} draws, "
+          f"one shoulder or hip kept; the same frames for every model):")
+    print(f"  {'model':<20}" + "".join(f"{'k=' + str(k):>8}" for k in (0, *REMOVED_POINTS)))
+    for name, s in scores.items():
+        print(f"  {name:<20}{100 * np.mean(s['acc']):>8.2f}" + "".join(f"{100 * removed[name][k]:>8.2f}"
+                                                                     for k in REMOVED_POINTS))
+    print()
     return {name: {"mean": round(float(np.mean(s["acc"])), 6), "std": round(float(np.std(s["acc"])), 6),
                    "folds": [round(float(a), 6) for a in s["acc"]],
-                   "f1_mean": round(float(np.mean(s["f1"])), 6)} for name, s in scores.items()}
+                   "f1_mean": round(float(np.mean(s["f1"])), 6),
+                   "points_removed": {str(k): round(v, 6) for k, v in removed[name].items()}}
+            for name, s in scores.items()}
 
 
 def _log(text):
@@ -656,6 +897,13 @@ def parse_args(argv=None):
     p.add_argument("--val-split", type=float, default=0.2, help="validation fraction (default: 0.2)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="mirror (left/right swapped), rotate, stretch and jitter training batches (default: on)")
+    p.add_argument("--drop-joints", type=float, default=0.5, metavar="P",
+                   help="joint dropout: the probability that a training sample loses points the way real "
+                        "recordings do (random points, a limb, a side, the legs or the arms); 0 turns it off, "
+                        "and so does --no-augment (default: 0.5)")
+    p.add_argument("--min-visibility", type=float, default=MIN_VISIBILITY, metavar="V",
+                   help="a landmark whose visibility (33-landmark rows, or a sample's `visibility` list) is "
+                        f"below V counts as missing; 0 keeps every guess (default: {MIN_VISIBILITY:g})")
     p.add_argument("--seed", type=int, default=0, help="random seed for split, weights and shuffling (default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto: cuda when available)")
     p.add_argument("--strict", action="store_true", help="treat any invalid sample as an error (default: skip it)")
@@ -668,6 +916,8 @@ def parse_args(argv=None):
         p.error("--epochs must be >= 1, --batch-size >= 2 and --lr > 0")
     if not 0 < args.val_split < 1:
         p.error("--val-split must be between 0 and 1")
+    if not 0 <= args.drop_joints <= 1 or not 0 <= args.min_visibility <= 1:
+        p.error("--drop-joints and --min-visibility must be between 0 and 1")
     if args.cv == 1 or args.cv < 0:
         p.error("--cv needs K >= 2")
     if args.device == "auto":
@@ -697,7 +947,7 @@ def main(argv=None):
     datasets, failed = [], []
     for category in categories:
         try:
-            datasets.append(Dataset(args.data_dir, category))
+            datasets.append(Dataset(args.data_dir, category, args.min_visibility))
         except DataError as e:
             print(f"error: {e}", file=sys.stderr)
             failed.append(category)

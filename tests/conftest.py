@@ -29,7 +29,8 @@ def make_pose(rng, correct):
 
 
 def write_sample(path, keypoints, label, category, clip=None, **extra):
-    data = {"keypoints": [round(float(v), 6) for v in keypoints], "label": label, "category": category,
+    data = {"keypoints": [None if np.isnan(v) else round(float(v), 6) for v in keypoints],
+            "label": label, "category": category,
             "timestamp": 0.0, **extra}
     if clip is not None:
         data["clip"] = clip
@@ -38,8 +39,8 @@ def write_sample(path, keypoints, label, category, clip=None, **extra):
         json.dump(data, f)
 
 
-def build_dataset(root, categories=("stance",), clips_per_class=8, frames=3, seed=0, with_clips=True):
-    """MediaPipe_Dataset-like tree under root; returns root."""
+def build_dataset(root, categories=("stance",), clips_per_class=8, frames=3, seed=0, with_clips=True, missing=()):
+    """MediaPipe_Dataset-like tree under root; the points in `missing` are written as null; returns root."""
     rng = np.random.default_rng(seed)
     for category in categories:
         for label, name in ((1, "correct"), (0, "incorrect")):
@@ -47,6 +48,7 @@ def build_dataset(root, categories=("stance",), clips_per_class=8, frames=3, see
                 base = make_pose(rng, label == 1)
                 for k in range(frames):
                     keypoints = base + rng.normal(0, 0.002, base.shape)
+                    keypoints[[2 * i + c for i in missing for c in (0, 1)]] = np.nan
                     clip = f"{category}-{name}-{c}" if with_clips else None
                     path = os.path.join(root, category, f"{name} {category}", f"{name}_{c:02d}_{k}.json")
                     write_sample(path, keypoints, label, category, clip)

@@ -5,11 +5,12 @@ import json
 import os
 import shutil
 
+import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 
-from conftest import assert_readme_defaults_match, build_dataset
+from conftest import STANDING, assert_readme_defaults_match, build_dataset
 import quantize
 import train
 
@@ -165,3 +166,28 @@ def test_a_failed_quantization_leaves_no_partial_file(models, trained, monkeypat
 
 def test_readme_flag_table_states_the_real_defaults():
     assert assert_readme_defaults_match("quantize.py", quantize.parse_args([])) == 7
+
+
+def test_int8_takes_nan_and_gives_finite_probabilities(models, trained):
+    code, out, _ = run(models, trained["data"], "--categories", "stance")
+    assert code == 0 and "Missing points: on " in out and "both models give finite probabilities" in out
+    ds = train.Dataset(trained["data"], "stance")
+    x = train.parity_inputs(ds.X[:20])
+    for name in ("stance.onnx", "stance_int8.onnx"):
+        probs = ort.InferenceSession(str(models / name), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        assert np.isfinite(probs).all() and np.allclose(probs.sum(1), 1, atol=1e-5), name
+        np.testing.assert_allclose(probs[np.isnan(x).all(1)], 0.5, atol=1e-6)
+
+
+def test_a_model_giving_nan_for_missing_points_fails_its_check():
+    class Session:
+        def __init__(self, value):
+            self.value = value
+
+        def run(self, names, feeds):
+            return [np.full((len(feeds["input"]), 2), self.value, dtype=np.float32)]
+    x = np.tile(STANDING.reshape(1, -1), (4, 1)).astype(np.float32)
+    check = quantize.missing_point_check([Session(0.5), Session(0.5)], ("a.onnx", "b.onnx"), x)
+    assert check["agreement"] == 1 and check["max_probability_diff"] == 0
+    with pytest.raises(quantize.ModelError, match="b.onnx: gives probabilities that are not finite"):
+        quantize.missing_point_check([Session(0.5), Session(np.nan)], ("a.onnx", "b.onnx"), x)
