@@ -142,23 +142,24 @@ def throughput(sessions, x, batch_size):
 
 
 def load_samples(data_dir, category, proto):
-    """(X_all, y_all, val_index or None, note) for measuring accuracy; X None when impossible."""
+    """(dataset or None, val_index or None, note) for measuring accuracy; the dataset is read
+    with the visibility threshold the model was trained with."""
     meta = {p.key: p.value for p in proto.metadata_props}
     try:
         ds = train.Dataset(data_dir, category, float(meta.get("min_visibility", train.MIN_VISIBILITY)))
     except train.DataError as e:
-        return None, None, None, f"accuracy skipped: {e}"
+        return None, None, f"accuracy skipped: {e}"
     if not len(ds.y):
-        return None, None, None, f"accuracy skipped: no valid samples in {ds.root}"
+        return None, None, f"accuracy skipped: no valid samples in {ds.root}"
     val_files = json.loads(meta.get("val_samples", "null") or "null")
     if not val_files:
-        return ds.X, ds.y, None, "validation accuracy skipped: the model's metadata lists no validation samples"
+        return ds, None, "validation accuracy skipped: the model's metadata lists no validation samples"
     index = {f: i for i, f in enumerate(ds.files)}
     missing = [f for f in val_files if f not in index]
     if missing:
-        return ds.X, ds.y, None, (f"validation accuracy skipped: {len(missing)} of the {len(val_files)} "
-                                  f"validation samples are no longer in {ds.root}")
-    return ds.X, ds.y, np.array([index[f] for f in val_files]), None
+        return ds, None, (f"validation accuracy skipped: {len(missing)} of the {len(val_files)} "
+                          f"validation samples are no longer in {ds.root}")
+    return ds, np.array([index[f] for f in val_files]), None
 
 
 def missing_point_check(sessions, paths, X):
@@ -188,25 +189,34 @@ def compare(category, fp32_path, int8_path, args):
     """Measure both models; returns the figures for the report and --json."""
     sessions = [session(fp32_path), session(int8_path)]
     proto = onnx.load(fp32_path)
-    X, y, val, note = load_samples(args.data_dir, category, proto)
+    ds, val, note = load_samples(args.data_dir, category, proto)
+    X, y = (None, None) if ds is None else (ds.X, ds.y)
     figures = {"fp32": {"size_bytes": os.path.getsize(fp32_path)},
                "int8": {"size_bytes": os.path.getsize(int8_path)},
                "agreement": None, "max_probability_diff": None, "n_val": None, "n_all": None, "n_missing": None,
+               "n_val_clips": None, "clips_changed": None,
                "note": note}
     if X is not None:
         probs = [predict(s, X) for s in sessions]
         preds = [p.argmax(1) for p in probs]
         for key, pred in zip(("fp32", "int8"), preds):
+            figures[key]["clip_accuracy_val"] = None
             figures[key]["accuracy_all"] = float((pred == y).mean())
             figures[key]["accuracy_val"] = None if val is None else float((pred[val] == y[val]).mean())
         figures["agreement"] = float((preds[0] == preds[1]).mean())
+        if val is not None:
+            verdicts = [train.clip_scores(ds.groups[val], y[val], p[val]) for p in probs]
+            for key, (truth, verdict) in zip(("fp32", "int8"), verdicts):
+                figures[key]["clip_accuracy_val"] = float((truth == verdict).mean())
+            figures["n_val_clips"] = len(verdicts[0][0])
+            figures["clips_changed"] = int((verdicts[0][1] != verdicts[1][1]).sum())
         figures["max_probability_diff"] = float(np.abs(probs[0] - probs[1]).max())
         figures["n_all"], figures["n_val"] = len(y), None if val is None else len(val)
         figures["n_missing"] = int(np.isnan(X).any(1).sum())
         timing_x = X
     else:
         for key in ("fp32", "int8"):
-            figures[key]["accuracy_all"] = figures[key]["accuracy_val"] = None
+            figures[key]["accuracy_all"] = figures[key]["accuracy_val"] = figures[key]["clip_accuracy_val"] = None
         # no samples: time on plausible inputs (a standing pose with noise)
         timing_x = (np.random.default_rng(0).normal(0.5, 0.1, (64, train.NUM_COORDS))).astype(np.float32)
     timing_x = np.ascontiguousarray(timing_x, dtype=np.float32)
@@ -245,6 +255,10 @@ def print_report(category, f, args):
         print(f"  Agreement: {100 * f['agreement']:.2f}% of samples get the same class; "
               f"largest probability difference {f['max_probability_diff']:.4f}")
         print(f"  Samples with missing points: {f['n_missing']} of {f['n_all']} (included in the figures above)")
+        if f["n_val_clips"] is not None:
+            print(f"  Per recording (validation, {f['n_val_clips']} clips; verdict = highest mean probability): "
+                  f"Original {pct(fp['clip_accuracy_val'])}, Quantized {pct(q['clip_accuracy_val'])}; "
+                  f"{f['clips_changed']} recording(s) get a different verdict")
     m = f["missing_check"]
     print(f"  Missing points: on {m['n']} inputs with 1 to 4 points removed (and 2 with no shoulder or hip), "
           f"both models give finite probabilities; agreement {100 * m['agreement']:.2f}%, "

@@ -386,26 +386,34 @@ class Dataset:
         return int(absent.any(1).sum()), counts
 
 
-def require_groups(dataset, needed, purpose):
-    """Raise DataError unless each class has `needed` clips (or samples, without clips)."""
+def require_groups(dataset, needed, purpose, by_clip):
+    """Raise DataError unless each class has `needed` clips (by_clip) or samples."""
     for label in (0, 1):
-        n_groups = len(set(dataset.groups[dataset.y == label]))
+        of_class = dataset.y == label
+        n_groups = len(set(dataset.groups[of_class])) if by_clip else int(of_class.sum())
         if n_groups < needed:
-            unit = "clips" if dataset.has_clips else "samples"
-            raise DataError(f"{dataset.root}: only {n_groups} {unit} of class {CLASS_NAMES[label]}, "
-                            f"too few {purpose} (need at least {needed})")
+            raise DataError(f"{dataset.root}: only {n_groups} {'clips' if by_clip else 'samples'} of class "
+                            f"{CLASS_NAMES[label]}, too few {purpose} (need at least {needed})")
+
+
+FRAME_SPLIT_WARNING = ("validation frames come from the training recordings (a class has too few clips to keep "
+                       "clips whole), so the accuracy shown is optimistic")
+
+
+def keeps_clips_whole(dataset, k):
+    """Whether a k-fold split can keep clips whole: samples have clips and each class has k."""
+    return dataset.has_clips and all(len(set(dataset.groups[dataset.y == label])) >= k for label in (0, 1))
 
 
 def split(dataset, val_split, seed):
-    """Stratified train/validation indices; whole clips on one side when samples have clips."""
+    """(train, validation indices, warning or None): stratified; whole clips on one side when
+    samples have clips. When a class has too few clips for that (one video of each class,
+    say), frames are split instead, with a warning that validation is optimistic."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
-    require_groups(dataset, 2, "to split into training and validation")
-    if dataset.has_clips:
-        # One fold of a stratified group K-fold, with K = 1 / val_split.
-        k = max(2, round(1 / val_split))
-        if len(set(dataset.groups)) < k:
-            raise DataError(f"{dataset.root}: {len(set(dataset.groups))} clips, too few for a "
-                            f"{val_split:.0%} validation split that keeps clips whole")
+    k = max(2, round(1 / val_split))        # with clips: one fold of a stratified group K-fold
+    by_clip = keeps_clips_whole(dataset, 2) and len(set(dataset.groups)) >= k
+    require_groups(dataset, 2, "to split into training and validation", by_clip)
+    if by_clip:
         splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
         train, val = next(splitter.split(dataset.X, dataset.y, dataset.groups))
     else:
@@ -413,9 +421,9 @@ def split(dataset, val_split, seed):
         train, val = next(splitter.split(dataset.X, dataset.y))
     for label in (0, 1):
         if not ((dataset.y[train] == label).any() and (dataset.y[val] == label).any()):
-            raise DataError(f"{dataset.root}: too few clips of class {CLASS_NAMES[label]} to have it "
+            raise DataError(f"{dataset.root}: too few samples of class {CLASS_NAMES[label]} to have it "
                             f"on both sides of the split")
-    return train, val
+    return train, val, FRAME_SPLIT_WARNING if dataset.has_clips and not by_clip else None
 
 
 # ----------------------------------------------------------------------------- training
@@ -657,32 +665,45 @@ def report_problems(ds, strict):
               f"(listed above; --strict makes this an error)", file=sys.stderr)
 
 
-def train_category(ds, args):
-    """Split, train, report and export one category; returns its figures for --json."""
-    from sklearn.metrics import classification_report, confusion_matrix
-    train_idx, val_idx = split(ds, args.val_split, args.seed)
-    print(f"Training {ds.category.upper()} Classification Model")
-    print("=" * 60)
-    where = "clips kept whole" if ds.has_clips else "stratified"
-    print(f"Split: {len(train_idx)} training, {len(val_idx)} validation samples ({where}); device {args.device}")
-    start = time.perf_counter()
-    model, history, best = fit(ds.X[train_idx], ds.y[train_idx], ds.X[val_idx], ds.y[val_idx], args, log=_log)
-    seconds = time.perf_counter() - start
-    xv, yv = torch.from_numpy(ds.X[val_idx]).to(args.device), torch.from_numpy(ds.y[val_idx]).to(args.device)
-    _, val_acc, pred = evaluate(model, xv, yv)
-    print(f"\nBest epoch: {best}/{args.epochs}, Val Acc {100 * val_acc:.2f}% (picked by validation "
-          f"accuracy, so this figure is optimistic; `--cv 5` gives an unbiased estimate)")
-    print("\nClassification report (validation):")
-    print(classification_report(ds.y[val_idx], pred.cpu().numpy(), labels=[0, 1],
-                                target_names=CLASS_NAMES, digits=3, zero_division=0))
-    cm = confusion_matrix(ds.y[val_idx], pred.cpu().numpy(), labels=[0, 1])
-    print("Confusion matrix (rows: true, columns: predicted):")
+def print_confusion(cm, title):
+    print(f"{title} (rows: true, columns: predicted):")
     print(f"{'':>12}{CLASS_NAMES[0]:>11}{CLASS_NAMES[1]:>10}")
     for label in (0, 1):
         print(f"{CLASS_NAMES[label]:>12}{cm[label, 0]:>11}{cm[label, 1]:>10}")
-    removed = accuracy_with_points_removed(lambda X: predict_classes(model, X, args.device),
-                                           ds.X[val_idx], ds.y[val_idx], args.seed)
-    print(f"Validation accuracy with k random points removed from each frame ({REMOVAL_DRAWS} draws, "
+
+
+def train_category(ds, args):
+    """Split, train, report and export one category; returns its figures for --json."""
+    from sklearn.metrics import classification_report, confusion_matrix
+    train_idx, val_idx, warning = split(ds, args.val_split, args.seed)
+    print(f"Training {ds.category.upper()} Classification Model")
+    print("=" * 60)
+    where = ("clips kept whole" if ds.has_clips and not warning else
+             "frames, clips split: see the warning" if warning else "stratified")
+    print(f"Split: {len(train_idx)} training, {len(val_idx)} validation samples ({where}); device {args.device}")
+    if warning:
+        print(f"warning: {ds.root}: {warning}", file=sys.stderr)
+    start = time.perf_counter()
+    model, history, best = fit(ds.X[train_idx], ds.y[train_idx], ds.X[val_idx], ds.y[val_idx], args, log=_log)
+    seconds = time.perf_counter() - start
+    X_val, y_val = ds.X[val_idx], ds.y[val_idx]
+    probabilities = predict_probabilities(model, X_val, args.device)
+    pred = probabilities.argmax(1)
+    val_acc = float((pred == y_val).mean())
+    print(f"\nBest epoch: {best}/{args.epochs}, Val Acc {100 * val_acc:.2f}% (picked by validation "
+          f"accuracy, so this figure is optimistic; `--cv 5` gives an unbiased estimate)")
+    print("\nClassification report (validation):")
+    print(classification_report(y_val, pred, labels=[0, 1], target_names=CLASS_NAMES, digits=3, zero_division=0))
+    print_confusion(confusion_matrix(y_val, pred, labels=[0, 1]), "Confusion matrix")
+    clip_true, clip_pred = clip_scores(ds.groups[val_idx], y_val, probabilities)   # without clips: per sample
+    clip_acc = float((clip_true == clip_pred).mean())
+    if ds.has_clips:
+        print(f"\nPer recording (validation): {100 * clip_acc:.2f}% of {len(clip_true)} clips get the right "
+              f"verdict (the class with the highest mean probability over the clip's frames)")
+        print_confusion(confusion_matrix(clip_true, clip_pred, labels=[0, 1]), "Per-recording confusion matrix")
+    removed = accuracy_with_points_removed(lambda X: predict_probabilities(model, X, args.device).argmax(1),
+                                           X_val, y_val, args.seed)
+    print(f"\nValidation accuracy with k random points removed from each frame ({REMOVAL_DRAWS} draws, "
           f"one shoulder or hip kept): " + ", ".join([f"k=0 {100 * val_acc:.2f}%"] +
                                                      [f"k={k} {100 * a:.2f}%" for k, a in removed.items()]))
     metadata = {
@@ -693,7 +714,9 @@ def train_category(ds, args):
         "val_accuracy": f"{val_acc:.6f}", "best_epoch": str(best), "seed": str(args.seed),
         "val_samples": [ds.files[i] for i in val_idx],
     }
-    files, diff = write_models(model.cpu(), ds.category, args.models_dir, metadata, ds.X[val_idx])
+    if warning:
+        metadata["split_warning"] = warning
+    files, diff = write_models(model.cpu(), ds.category, args.models_dir, metadata, X_val)
     model.to(args.device)
     print(f"\nONNX check passed; ONNX Runtime matches PyTorch on the validation samples, also with "
           f"points missing (max diff {diff:.1e})")
@@ -702,17 +725,22 @@ def train_category(ds, args):
         print(f"  {path} ({os.path.getsize(path) / 1e6:.3f} MB)")
     print()
     return {"n_train": len(train_idx), "n_val": len(val_idx), "val_accuracy": round(val_acc, 6),
+            "val_clip_accuracy": round(clip_acc, 6), "n_val_clips": len(clip_true),
             "best_epoch": best, "train_seconds": round(seconds, 3),
-            "val_accuracy_points_removed": {str(k): round(a, 6) for k, a in removed.items()}}
+            "val_accuracy_points_removed": {str(k): round(a, 6) for k, a in removed.items()},
+            "warning": warning}
 
 
 def cv_folds(ds, k, seed):
-    """K stratified folds, each clip inside one fold (StratifiedGroupKFold) when samples have clips."""
+    """(K stratified folds, warning or None): each clip inside one fold (StratifiedGroupKFold)
+    when samples have clips; frames otherwise, with a warning when clips had to be split."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-    require_groups(ds, k, f"for {k}-fold cross-validation")
-    if ds.has_clips:
-        return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(ds.X, ds.y, ds.groups))
-    return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(ds.X, ds.y))
+    by_clip = keeps_clips_whole(ds, k)
+    require_groups(ds, k, f"for {k}-fold cross-validation", by_clip)
+    if by_clip:
+        return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(ds.X, ds.y, ds.groups)), None
+    folds = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(ds.X, ds.y))
+    return folds, (FRAME_SPLIT_WARNING.replace("validation frames", "test frames") if ds.has_clips else None)
 
 
 def peers(seed):
@@ -774,52 +802,90 @@ def accuracy_with_points_removed(predict, X, y, seed):
     return result
 
 
-def predict_classes(model, X, device="cpu"):
-    """Class index per row of raw keypoints X (numpy), with a PoseClassifier in eval mode."""
+def predict_probabilities(model, X, device="cpu"):
+    """(N, 2) class probabilities for raw keypoints X (numpy), with a PoseClassifier in eval mode."""
     with torch.no_grad():
-        return model(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device)).argmax(1).cpu().numpy()
+        logits = model(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device))
+    return F.softmax(logits, dim=1).cpu().numpy()
+
+
+def clip_verdicts(groups, probabilities):
+    """One verdict per recording, in the order of np.unique(groups): the class with the highest
+    mean probability over the clip's frames. One-hot rows (predictions or labels) make it a
+    majority vote; a tie goes to class 0."""
+    names, inverse = np.unique(groups, return_inverse=True)
+    sums = np.zeros((len(names), probabilities.shape[1]))
+    np.add.at(sums, inverse, probabilities)
+    return sums.argmax(1)
+
+
+def clip_scores(groups, y, probabilities):
+    """(clip labels, clip verdicts): a clip's label is the majority of its frames' labels."""
+    return clip_verdicts(groups, np.eye(2)[y]), clip_verdicts(groups, probabilities)
 
 
 def cross_validate(ds, args):
-    """Accuracy and macro F1 per fold of PoseClassifier and the peers, on identical folds,
-    and their accuracy with random points removed from the test frames."""
+    """Per model, on identical folds: frame accuracy and macro F1 per fold, accuracy per
+    recording, time spent fitting and predicting, and accuracy with random points removed."""
     from sklearn.base import clone
     from sklearn.metrics import accuracy_score, f1_score
-    folds = cv_folds(ds, args.cv, args.seed)
+    folds, warning = cv_folds(ds, args.cv, args.seed)
+    if warning:
+        print(f"warning: {ds.root}: {warning}", file=sys.stderr)
     normalize = KeypointNormalizer()
     models = {"PoseClassifier": None, **peers(args.seed)}
-    scores = {name: {"acc": [], "f1": [], "removed": []} for name in models}
+    scores = {name: {"acc": [], "f1": [], "removed": [], "clips": 0, "clips_right": 0, "seconds": 0.0}
+              for name in models}
+    voters = set()          # peers without probabilities: their clip verdict is a majority vote
     start = time.perf_counter()
     for fold, (train, test) in enumerate(_progress(folds, desc=f"{ds.category} folds", unit="fold")):
         for name, peer in models.items():
+            began = time.perf_counter()
             if peer is None:
                 # Same settings as a normal run, but the last epoch is kept: picking the epoch
                 # on the test fold would be peeking.
                 model = fit(ds.X[train], ds.y[train], None, None, args)[0]
-                predict = lambda X, model=model: predict_classes(model, X, args.device)
+                probabilities = predict_probabilities(model, ds.X[test], args.device)
+                predict = lambda X, model=model: predict_probabilities(model, X, args.device).argmax(1)
             else:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")    # e.g. a coordinate never seen in this fold
                     fitted = clone(peer).fit(normalize(ds.X[train]), ds.y[train])
+                if hasattr(fitted, "predict_proba"):
+                    probabilities = fitted.predict_proba(normalize(ds.X[test]))
+                else:
+                    probabilities = np.eye(2)[fitted.predict(normalize(ds.X[test]))]
+                    voters.add(name)
                 predict = lambda X, fitted=fitted: fitted.predict(normalize(X))
-            pred = predict(ds.X[test])
-            scores[name]["acc"].append(accuracy_score(ds.y[test], pred))
-            scores[name]["f1"].append(f1_score(ds.y[test], pred, average="macro"))
-            scores[name]["removed"].append(accuracy_with_points_removed(predict, ds.X[test], ds.y[test],
-                                                                        args.seed * 1000 + fold))
+            pred = probabilities.argmax(1)
+            s = scores[name]
+            s["seconds"] += time.perf_counter() - began
+            s["acc"].append(accuracy_score(ds.y[test], pred))
+            s["f1"].append(f1_score(ds.y[test], pred, average="macro"))
+            clip_true, clip_pred = clip_scores(ds.groups[test], ds.y[test], probabilities)
+            s["clips"] += len(clip_true)
+            s["clips_right"] += int((clip_true == clip_pred).sum())
+            s["removed"].append(accuracy_with_points_removed(predict, ds.X[test], ds.y[test], args.seed * 1000 + fold))
     seconds = time.perf_counter() - start
-    where = "clips kept whole" if ds.has_clips else "stratified"
+    where = "clips kept whole" if ds.has_clips and not warning else "frames, clips split" if warning else "stratified"
     print(f"Cross-validation: {ds.category.upper()} ({args.cv} folds, {where}, {len(ds.y)} samples, "
           f"{seconds:.1f} s)")
     print("=" * 60)
     best = max(scores, key=lambda n: np.mean(scores[n]["acc"]))
-    print(f"  {'model':<20}{'accuracy % (mean +- std)':>26}{'macro F1':>10}   per fold")
+    unit = "clips" if ds.has_clips else "samples"
+    print(f"  {'model':<20}{'accuracy % (mean +- std)':>26}{'macro F1':>10}{'per recording %':>17}"
+          f"{'seconds':>9}   per fold")
     for name, s in scores.items():
         mark = "*" if name == best else " "
         folds_text = " ".join(f"{100 * a:.1f}" for a in s["acc"])
+        clip_text = f"{100 * s['clips_right'] / s['clips']:.2f}" + ("v" if name in voters else " ")
         print(f"{mark} {name:<20}{100 * np.mean(s['acc']):>17.2f} +- {100 * np.std(s['acc']):<5.2f}"
-              f"{np.mean(s['f1']):>10.3f}   {folds_text}")
+              f"{np.mean(s['f1']):>10.3f}{clip_text:>17}{s['seconds']:>9.1f}   {folds_text}")
     print("* best mean accuracy. PoseClassifier: last epoch of each fold (no epoch picked on test data).")
+    n_clips = scores[best]["clips"]
+    print(f"Per recording: the class with the highest mean probability over a clip's frames, over all "
+          f"{n_clips} test {unit} of all folds" + ("" if ds.has_clips else " (no clips: each sample is its own clip)")
+          + ("; v: no probabilities, so a majority vote of frame predictions" if voters else "") + ".")
     removed = {name: {k: float(np.mean([r[k] for r in s["removed"]])) for k in REMOVED_POINTS}
                for name, s in scores.items()}
     print(f"\nAccuracy % with k random points removed from each test frame ({REMOVAL_DRAWS} draws, "
@@ -832,6 +898,9 @@ def cross_validate(ds, args):
     return {name: {"mean": round(float(np.mean(s["acc"])), 6), "std": round(float(np.std(s["acc"])), 6),
                    "folds": [round(float(a), 6) for a in s["acc"]],
                    "f1_mean": round(float(np.mean(s["f1"])), 6),
+                   "clip_mean": round(s["clips_right"] / s["clips"], 6), "n_clips": s["clips"],
+                   "clip_verdict": "majority vote" if name in voters else "mean probability",
+                   "seconds": round(s["seconds"], 3),
                    "points_removed": {str(k): round(v, 6) for k, v in removed[name].items()}}
             for name, s in scores.items()}
 

@@ -87,6 +87,10 @@ def test_report_and_json_hold_every_figure(models, trained, tmp_path):
         assert f["int8"]["size_bytes"] == os.path.getsize(models / f"{category}_int8.onnx")
         assert 0 <= f["agreement"] <= 1
         assert f"Original: {f['fp32']['size_bytes'] / 1e6:.2f} MB" in out
+        # per recording: 3 frames per clip, clips kept whole by train.py's split
+        assert f["n_val_clips"] * 3 == f["n_val"] and 0 <= f["clips_changed"] <= f["n_val_clips"]
+        assert all(0 <= f[key]["clip_accuracy_val"] <= 1 for key in ("fp32", "int8"))
+        assert f"Per recording (validation, {f['n_val_clips']} clips" in out
 
 
 def test_ratio_words_say_what_was_measured():

@@ -246,7 +246,7 @@ def test_augment_mirror_swaps_left_and_right():
 # ----------------------------------------------------------------------------- training
 def test_training_is_deterministic_and_keeps_the_best_epoch(tmp_path):
     ds = train.Dataset(build_dataset(tmp_path / "d"), "stance")
-    tr, va = train.split(ds, 0.25, seed=0)
+    tr, va, _ = train.split(ds, 0.25, seed=0)
     args = train.parse_args(["--epochs", "6", "--seed", "3"])
     m1, hist, best = train.fit(ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], args)
     m2, _, _ = train.fit(ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], args)
@@ -269,11 +269,12 @@ def test_batches_cover_every_sample_once_and_never_leave_one_alone(n):
 
 def test_split_keeps_clips_whole_and_is_stratified(tmp_path):
     ds = train.Dataset(build_dataset(tmp_path / "d", clips_per_class=10), "stance")
-    tr, va = train.split(ds, 0.2, seed=0)
-    assert not set(ds.groups[tr]) & set(ds.groups[va])
+    tr, va, warning = train.split(ds, 0.2, seed=0)
+    assert warning is None and not set(ds.groups[tr]) & set(ds.groups[va])
     assert set(ds.y[va]) == {0, 1} and len(va) / len(ds.y) == pytest.approx(0.2, abs=0.05)
     ds2 = train.Dataset(build_dataset(tmp_path / "e", with_clips=False), "stance")
-    tr, va = train.split(ds2, 0.25, seed=0)
+    tr, va, warning = train.split(ds2, 0.25, seed=0)
+    assert warning is None
     assert not ds2.has_clips and len(va) == 12 and (ds2.y[va] == 1).sum() == 6
 
 
@@ -298,13 +299,16 @@ def test_end_to_end_output_files_and_json(trained):
                  "  - Correct samples: 24", "  - Incorrect samples: 24", "  - Total samples: 48",
                  "Training STANCE Classification Model", "=" * 60, "Epoch [1/3]:",
                  "Train Loss: ", "Train Acc: ", "Val Acc: ", "Best epoch: ", "picked by validation accuracy",
-                 "precision", "Confusion matrix", "Files written:", "stance.onnx"]:
+                 "precision", "Confusion matrix", "Files written:", "stance.onnx",
+                 "Per recording (validation): ", "Per-recording confusion matrix"]:
         assert text in out, text
     assert sorted(os.listdir(trained["models"])) == ["execution.onnx", "execution.pt", "stance.onnx", "stance.pt"]
     for category in ("stance", "execution"):
         r = trained["report"][category]
         assert set(r) == {"n_train", "n_val", "val_accuracy", "best_epoch", "train_seconds",
-                          "val_accuracy_points_removed"}
+                          "val_accuracy_points_removed", "val_clip_accuracy", "n_val_clips", "warning"}
+        assert r["warning"] is None and 0 <= r["val_clip_accuracy"] <= 1
+        assert r["n_val_clips"] == r["n_val"] // 3       # 3 frames per clip, clips kept whole
         assert set(r["val_accuracy_points_removed"]) == {"1", "2", "3", "4"}
         assert r["n_train"] + r["n_val"] == 48 and 0 <= r["val_accuracy"] <= 1 and 1 <= r["best_epoch"] <= 3
 
@@ -396,7 +400,8 @@ def test_readme_flag_table_states_the_real_defaults():
 # ----------------------------------------------------------------------------- cross-validation
 def test_cv_folds_keep_clips_whole_and_validate_every_sample_once(tmp_path):
     ds = train.Dataset(build_dataset(tmp_path / "d", clips_per_class=10), "stance")
-    folds = train.cv_folds(ds, 5, seed=0)
+    folds, warning = train.cv_folds(ds, 5, seed=0)
+    assert warning is None
     seen = np.concatenate([test for _, test in folds])
     assert sorted(seen) == list(range(len(ds.y)))
     for tr, te in folds:
