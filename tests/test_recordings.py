@@ -73,3 +73,29 @@ def test_cv_with_fewer_clips_than_folds_splits_frames_with_a_warning(tmp_path, c
     assert code == 0 and "test frames come from the training recordings" in err
     assert "frames, clips split" in out
     assert all(len(r["folds"]) == 3 for r in results.values())
+
+
+@pytest.mark.parametrize("title", ["### A verdict per recording", "### A live verdict"])
+def test_the_readme_deployment_snippets_run_verbatim(tmp_path, title):
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from conftest import ROOT
+    from test_train import readme_snippet
+    data = build_dataset(tmp_path / "data", missing=(12, 13))       # the left leg is not recorded
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert train.main(["--data-dir", data, "--models-dir", str(tmp_path / "models"), "--epochs", "3"]) == 0
+    ds = train.Dataset(data, "stance")
+    clip = ds.groups[0]
+    frames = ds.X[ds.groups == clip]
+    code = readme_snippet(title)
+    assert code.count("[...]") == 1
+    code = code.replace("[...]", json.dumps(frames.tolist()).replace("NaN", "float('nan')"))
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": ROOT})
+    assert run.returncode == 0, run.stderr
+    word = "Recording: " if "recording" in title else "Now: "
+    assert word in run.stdout
+    expected = "Correct" if ds.y[0] == 1 else "Incorrect"       # the toy poses are easy: the verdict is right
+    assert run.stdout.split(word)[1].startswith(expected), run.stdout
