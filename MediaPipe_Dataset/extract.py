@@ -1,0 +1,266 @@
+"""Turn videos and images into samples that train.py reads, with MediaPipe Pose.
+
+    python MediaPipe_Dataset/extract.py squat_good.mp4 --out my_data --category squat --label correct
+    python MediaPipe_Dataset/extract.py videos/bad/ photos/ --out my_data --category squat --label incorrect
+
+Writes my_data/<category>/<label> <category>/<clip>_<frame>.json, one file per frame (or
+image) in which a person is found, holding MediaPipe's 33 landmarks as [x, y, z,
+visibility] rows plus label, category, timestamp (seconds into the video), clip, source
+and frame index. A video's clip id is its file name plus a digest of its content, so
+re-extracting the same file gives the same ids and replaces its samples (the new ones are
+written first, then swapped in); each image is a clip of its own. Needs the video extra:
+`pip install -r requirements-video.txt`.
+"""
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+
+VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+LABELS = {"correct": 1, "incorrect": 0}     # as train.py's folders: the label comes from the folder
+INSTALL_HINT = "pip install -r requirements-video.txt"
+
+
+class InputError(Exception):
+    """A problem with one input file or the output folder, reported as one sentence."""
+
+
+# ----------------------------------------------------------------------------- inputs
+def find_inputs(paths):
+    """Files to extract, in order: each file given, and every file under each folder given
+    (sorted; hidden files skipped). A path that does not exist is an InputError entry."""
+    found = []
+    for path in paths:
+        if os.path.isdir(path):
+            for folder, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found += [os.path.join(folder, f) for f in sorted(files) if not f.startswith(".")]
+        else:
+            found.append(path)
+    return found
+
+
+def kind_of(path):
+    extension = os.path.splitext(path)[1].lower()
+    return "video" if extension in VIDEO_EXTENSIONS else "image" if extension in IMAGE_EXTENSIONS else None
+
+
+def clip_id(path):
+    """`<file name>-<first 10 hex digits of the SHA-1 of its content>`: the same file gives the
+    same id wherever it lies, and two different files never share one."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.splitext(os.path.basename(path))[0]) or "clip"
+    return f"{stem}-{digest.hexdigest()[:10]}"
+
+
+# ----------------------------------------------------------------------------- MediaPipe
+def load_mediapipe():
+    """(cv2, mediapipe pose module), or InputError saying what to install."""
+    try:
+        import cv2
+        import mediapipe as mp
+        return cv2, mp.solutions.pose
+    except ImportError as e:
+        raise InputError(f"extract.py needs MediaPipe and OpenCV ({e.name} is not installed): {INSTALL_HINT}")
+
+
+def landmarks(pose, rgb):
+    """33 [x, y, z, visibility] rows of the most prominent person in an RGB image, or None."""
+    result = pose.process(rgb)
+    if result.pose_landmarks is None:
+        return None
+    return [[round(m.x, 6), round(m.y, 6), round(m.z, 6), round(m.visibility, 4)]
+            for m in result.pose_landmarks.landmark]
+
+
+def sample_frames(cv2, capture, every_s, bar):
+    """(frame index, seconds, BGR frame) of the frames to keep: the first, then one each
+    every_s seconds of video (every frame when every_s is 0). Skipped frames are only
+    grabbed, not decoded."""
+    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    index, next_time = 0, 0.0
+    while capture.grab():
+        seconds = index / fps
+        if seconds + 1e-9 >= next_time:
+            ok, frame = capture.retrieve()
+            if ok:
+                yield index, seconds, frame
+            next_time = seconds + every_s if every_s else 0.0
+        index += 1
+        bar.update(1)
+
+
+# ----------------------------------------------------------------------------- extraction
+def extract_video(path, cv2, pose_module, args, progress):
+    """[(clip, frame index, seconds, landmarks)] of one video; raises InputError."""
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        raise InputError(f"{path}: cannot be read as a video (corrupt, or a format OpenCV cannot open)")
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    clip = clip_id(path)
+    found, sampled = [], 0
+    with pose_module.Pose(static_image_mode=False, model_complexity=1,
+                          min_detection_confidence=args.min_detection_confidence) as pose, \
+            progress(total=total, desc=os.path.basename(path), unit="frame") as bar:
+        for index, seconds, frame in sample_frames(cv2, capture, 1 / args.fps if args.fps else 0, bar):
+            sampled += 1
+            marks = landmarks(pose, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            if marks is not None:
+                found.append((clip, index, round(seconds, 4), marks))
+    capture.release()
+    if sampled == 0:
+        raise InputError(f"{path}: no frame could be decoded (corrupt or empty video)")
+    if not found:
+        raise InputError(f"{path}: no person found in any of its {sampled} sampled frames")
+    return found, sampled
+
+
+def extract_image(path, cv2, pose_module, args):
+    image = cv2.imread(path)
+    if image is None:
+        raise InputError(f"{path}: cannot be read as an image (corrupt, or a format OpenCV cannot open)")
+    with pose_module.Pose(static_image_mode=True, model_complexity=1,
+                          min_detection_confidence=args.min_detection_confidence) as pose:
+        marks = landmarks(pose, cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    if marks is None:
+        raise InputError(f"{path}: no person found in the image")
+    return [(clip_id(path), 0, 0.0, marks)], 1
+
+
+def write_samples(folder, source, samples, args):
+    """Write one source's samples, then swap them in for that source's earlier ones: they go
+    to a hidden temporary folder first, so a failure leaves the earlier samples as they were."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".extract-", dir=folder)
+    except OSError as e:
+        raise InputError(f"{folder}: cannot write samples there ({e.strerror or e.__class__.__name__})")
+    try:
+        names = []
+        for clip, index, seconds, marks in samples:
+            name = f"{clip}_{index:06d}.json"
+            sample = {"keypoints": marks, "label": LABELS[args.label], "category": args.category,
+                      "timestamp": seconds, "clip": clip, "source": os.path.abspath(source), "frame": index}
+            with open(os.path.join(staging, name), "w") as f:
+                json.dump(sample, f)
+            names.append(name)
+        for name in earlier_samples(folder, os.path.abspath(source), {s[0] for s in samples}):
+            if name not in names:
+                os.remove(os.path.join(folder, name))
+        for name in names:
+            os.replace(os.path.join(staging, name), os.path.join(folder, name))
+    except OSError as e:
+        raise InputError(f"{folder}: cannot write samples there ({e.strerror or e.__class__.__name__})")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return len(names)
+
+
+def earlier_samples(folder, source, clips):
+    """Sample files in folder from an earlier extraction of the same source: the same clip id,
+    or (the file was edited since) the same source path."""
+    found = []
+    for name in os.listdir(folder):
+        if not name.endswith(".json") or name.startswith("."):
+            continue
+        if name.rsplit("_", 1)[0] in clips:
+            found.append(name)
+            continue
+        try:
+            with open(os.path.join(folder, name)) as f:
+                if json.load(f).get("source") == source:
+                    found.append(name)
+        except (OSError, ValueError, AttributeError):
+            pass                                   # not one of ours: leave it alone
+    return found
+
+
+# ----------------------------------------------------------------------------- main
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Extract MediaPipe Pose landmarks from videos and images into "
+                                            "samples that train.py reads.")
+    p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_IMAGE_OR_FOLDER",
+                   help="videos, images, or folders of them (searched recursively)")
+    p.add_argument("--out", required=True, metavar="DATA_DIR",
+                   help="dataset folder; samples go to DATA_DIR/<category>/<label> <category>/")
+    p.add_argument("--category", required=True, metavar="NAME", help="exercise or pose name, e.g. squat")
+    p.add_argument("--label", required=True, choices=sorted(LABELS), help="the form shown in these inputs")
+    p.add_argument("--fps", type=float, default=10.0,
+                   help="frames kept per second of video; 0 keeps every frame (default: 10, i.e. 600 "
+                        "samples from a minute of video)")
+    p.add_argument("--min-detection-confidence", type=float, default=0.5, metavar="C",
+                   help="MediaPipe's person detection threshold (default: 0.5)")
+    args = p.parse_args(argv)
+    if args.fps < 0:
+        p.error("--fps must be 0 (every frame) or more")
+    if not 0 <= args.min_detection_confidence <= 1:
+        p.error("--min-detection-confidence must be between 0 and 1")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.category) or args.category.startswith("."):
+        p.error("--category: use letters, digits, '_', '-' or '.', e.g. squat or bicep_curl")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        cv2, pose_module = load_mediapipe()
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    from tqdm import tqdm
+    progress = lambda **kw: tqdm(disable=None, file=sys.stderr, leave=False, **kw)
+    folder = os.path.join(args.out, args.category, f"{args.label} {args.category}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        print(f"error: {folder}: cannot write samples there ({e.strerror or e.__class__.__name__}); "
+              f"nothing extracted", file=sys.stderr)
+        return 1
+    failed, written, frames, seconds = [], 0, 0, 0.0
+    for path in find_inputs(args.inputs):
+        try:
+            if not os.path.isfile(path):
+                raise InputError(f"{path}: no such file or folder")
+            kind = kind_of(path)
+            if kind is None:
+                raise InputError(f"{path}: neither a video nor an image (by its extension; videos: "
+                                 f"{', '.join(sorted(VIDEO_EXTENSIONS))}; images: {', '.join(sorted(IMAGE_EXTENSIONS))})")
+            start = time.perf_counter()
+            if kind == "video":
+                samples, sampled = extract_video(path, cv2, pose_module, args, progress)
+            else:
+                samples, sampled = extract_image(path, cv2, pose_module, args)
+            elapsed = time.perf_counter() - start
+            n = write_samples(folder, path, samples, args)
+            written += n
+            frames, seconds = frames + sampled, seconds + elapsed
+            if kind == "video":
+                print(f"{path}: {n} samples from {sampled} sampled frames ({sampled - n} without a person, "
+                      f"skipped); clip {samples[0][0]}; {sampled / elapsed:.1f} frames/s")
+            else:
+                print(f"{path}: 1 sample; clip {samples[0][0]}")
+        except InputError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed.append(path)
+        except KeyboardInterrupt:
+            print(f"\nInterrupted: {written} samples written before {path}; its own samples were not "
+                  f"changed.", file=sys.stderr)
+            return 130
+    speed = f" ({frames / seconds:.1f} frames/s through MediaPipe)" if seconds else ""
+    print(f"Wrote {written} samples to {folder}{speed}" + (f"; {len(failed)} input(s) failed" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

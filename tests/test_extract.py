@@ -1,0 +1,228 @@
+"""MediaPipe_Dataset/extract.py: a real person on video and in a photo, the sample format,
+stable clip ids, skipped frames, bad inputs, and the round trip into train.py."""
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+import train
+
+sys.path.insert(0, os.path.join(ROOT, "MediaPipe_Dataset"))
+import extract  # noqa: E402
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "pose2sim")
+CLIP = os.path.join(FIXTURES, "clip_30f_360x640.mp4")          # 30 frames at 30 fps, a person in each
+FRAME = os.path.join(FIXTURES, "frame50_540x960.jpg")
+
+
+def test_without_the_video_extra_it_says_what_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "mediapipe", None)           # import mediapipe now fails
+    code = extract.main([CLIP, "--out", str(tmp_path), "--category", "pose", "--label", "correct"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().startswith("error: ") and "pip install -r requirements-video.txt" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "pose").exists()
+
+
+needs_video = pytest.mark.skipif(
+    any(__import__("importlib").util.find_spec(m) is None for m in ("mediapipe", "cv2")),
+    reason="the video extra is not installed here (pip install -r requirements-video.txt); CI installs it")
+
+
+def run(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = extract.main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def samples_in(folder):
+    return {name: json.load(open(os.path.join(folder, name))) for name in sorted(os.listdir(folder))}
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory):
+    """The fixture clip (every frame) as correct; the fixture photo and the clip mirrored
+    (another recording, with a clip id of its own) as incorrect."""
+    import cv2
+    root = tmp_path_factory.mktemp("extract")
+    out, mirrored = root / "data", root / "mirrored.mp4"
+    write_video(mirrored, [cv2.flip(frame, 1) for frame in fixture_frames()])
+    first = run(CLIP, "--out", out, "--category", "pose", "--label", "correct", "--fps", "0")
+    second = run(FRAME, mirrored, "--out", out, "--category", "pose", "--label", "incorrect", "--fps", "10")
+    return {"out": out, "runs": (first, second),
+            "correct": out / "pose" / "correct pose", "incorrect": out / "pose" / "incorrect pose"}
+
+
+@needs_video
+def test_the_clip_and_the_photo_are_extracted_in_the_sample_format(extracted):
+    (code, out, err), (code2, out2, err2) = extracted["runs"]
+    assert code == 0 and code2 == 0, err + err2
+    assert "30 samples from 30 sampled frames (0 without a person" in out and "frames/s" in out
+    video = samples_in(extracted["correct"])
+    assert len(video) == 30
+    clips = {s["clip"] for s in video.values()}
+    assert len(clips) == 1 and clips.pop().startswith("clip_30f_360x640-")
+    for i, (name, s) in enumerate(video.items()):
+        assert name == f"{s['clip']}_{i:06d}.json"
+        assert s["label"] == 1 and s["category"] == "pose" and s["frame"] == i
+        assert s["timestamp"] == pytest.approx(i / 30, abs=1e-3) and s["source"] == os.path.abspath(CLIP)
+        marks = np.array(s["keypoints"])
+        assert marks.shape == (33, 4) and np.isfinite(marks).all()
+        assert (marks[:, 3] >= 0).all() and (marks[:, 3] <= 1).all()
+    (photo,) = [s for s in samples_in(extracted["incorrect"]).values() if s["clip"].startswith("frame50_540x960-")]
+    assert photo["label"] == 0 and photo["frame"] == 0 and photo["timestamp"] == 0
+    assert "1 sample; clip frame50_540x960-" in out2
+    # a person in full view: every landmark is seen, none falls below the default threshold
+    assert min(row[3] for row in photo["keypoints"]) >= train.MIN_VISIBILITY
+
+
+@needs_video
+def test_round_trip_train_reads_every_extracted_sample_and_trains(extracted, tmp_path):
+    ds = train.Dataset(str(extracted["out"]), "pose")
+    assert ds.invalid == [] and len(ds.y) == 30 + 1 + 10 and ds.count(1) == 30 and ds.has_clips
+    assert len(set(ds.groups)) == 3
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = train.main(["--data-dir", str(extracted["out"]), "--models-dir", str(tmp_path / "m"),
+                           "--epochs", "2"])
+    assert code == 0, err.getvalue()
+    assert "skipped" not in err.getvalue() and "validation frames come from the training recordings" in err.getvalue()
+
+
+@needs_video
+def test_clip_ids_are_stable_and_a_rerun_replaces_only_that_files_samples(extracted, tmp_path):
+    out = tmp_path / "data"
+    assert run(CLIP, "--out", out, "--category", "pose", "--label", "correct", "--fps", "10")[0] == 0
+    folder = out / "pose" / "correct pose"
+    other = folder / "someone_else_000000.json"
+    other.write_text(json.dumps({"keypoints": [0.5] * 28, "clip": "someone_else"}))
+    first = samples_in(folder)
+    assert len(first) == 11                              # --fps 10 on a 30 fps clip: frames 0, 3, ..., 27
+    assert [s["frame"] for n, s in first.items() if n != other.name] == list(range(0, 30, 3))
+    assert run(CLIP, "--out", out, "--category", "pose", "--label", "correct", "--fps", "15")[0] == 0
+    second = samples_in(folder)
+    assert other.name in second and len(second) == 16   # the 10 old samples replaced by 15, no leftovers
+    assert {s["clip"] for n, s in second.items() if n != other.name} == {s["clip"] for n, s in first.items()
+                                                                         if n != other.name}
+    assert not [n for n in os.listdir(folder) if n.startswith(".")]
+
+
+@needs_video
+def test_a_failed_write_leaves_the_earlier_samples_as_they_were(tmp_path, monkeypatch):
+    out = tmp_path / "data"
+    assert run(CLIP, "--out", out, "--category", "pose", "--label", "correct", "--fps", "10")[0] == 0
+    folder = out / "pose" / "correct pose"
+    before = samples_in(folder)
+    real_dump, calls = json.dump, []
+
+    def failing_dump(obj, f, **kw):
+        calls.append(1)
+        if len(calls) > 3:
+            raise OSError(28, "No space left on device")
+        return real_dump(obj, f, **kw)
+    monkeypatch.setattr(extract.json, "dump", failing_dump)
+    code, _, err = run(CLIP, "--out", out, "--category", "pose", "--label", "correct", "--fps", "5")
+    assert code == 1 and "cannot write samples there (No space left on device)" in err and "Traceback" not in err
+    assert samples_in(folder) == before and not [n for n in os.listdir(folder) if n.startswith(".")]
+
+
+def write_video(path, frames, fps=30):
+    import cv2
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+
+
+def fixture_frames():
+    import cv2
+    capture, frames = cv2.VideoCapture(CLIP), []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames
+        frames.append(frame)
+
+
+@needs_video
+def test_frames_without_a_person_are_skipped_and_counted(tmp_path):
+    frames = fixture_frames()
+    blank = np.zeros_like(frames[0])
+    video = tmp_path / "gaps.mp4"
+    write_video(video, frames[:10] + [blank] * 5 + frames[10:20])
+    code, out, err = run(video, "--out", tmp_path / "data", "--category", "pose", "--label", "correct", "--fps", "0")
+    assert code == 0, err
+    assert "20 samples from 25 sampled frames (5 without a person, skipped)" in out
+    frames_kept = sorted(s["frame"] for s in samples_in(tmp_path / "data" / "pose" / "correct pose").values())
+    assert frames_kept == list(range(10)) + list(range(15, 25))
+
+
+@needs_video
+def test_each_bad_input_is_named_and_the_others_are_still_extracted(tmp_path):
+    empty_scene = tmp_path / "empty_scene.mp4"
+    write_video(empty_scene, [np.full((320, 240, 3), 90, np.uint8)] * 6)
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(os.urandom(5000))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a video")
+    broken_photo = tmp_path / "broken.jpg"
+    broken_photo.write_bytes(b"\xff\xd8 not really a jpeg")
+    out = tmp_path / "data"
+    code, stdout, err = run(empty_scene, corrupt, notes, broken_photo, tmp_path / "missing.mp4", FRAME,
+                            "--out", out, "--category", "pose", "--label", "correct")
+    assert code == 1 and "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 5
+    assert f"error: {empty_scene}: no person found in any of its" in err
+    assert f"error: {corrupt}: " in err and ("cannot be read as a video" in err or "no frame could be decoded" in err)
+    assert f"error: {notes}: neither a video nor an image" in err
+    assert f"error: {broken_photo}: cannot be read as an image" in err
+    assert f"error: {tmp_path / 'missing.mp4'}: no such file or folder" in err
+    written = samples_in(out / "pose" / "correct pose")
+    assert len(written) == 1 and "5 input(s) failed" in stdout        # the photo still got through
+
+
+@needs_video
+def test_an_out_folder_that_cannot_be_written_is_one_sentence(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    code, out, err = run(FRAME, "--out", blocker / "data", "--category", "pose", "--label", "correct")
+    assert code == 1 and "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: ") and "cannot write samples there" in line
+
+
+def test_help_states_the_defaults():
+    run_ = subprocess.run([sys.executable, os.path.join(ROOT, "MediaPipe_Dataset", "extract.py"), "--help"],
+                          capture_output=True, text=True)
+    assert run_.returncode == 0 and "--fps" in run_.stdout and "(default: 10" in run_.stdout
+    for bad in (["--fps", "-1"], ["--category", "../x"], ["--label", "good"]):
+        with pytest.raises(SystemExit) as e, contextlib.redirect_stderr(io.StringIO()):
+            extract.parse_args([FRAME, "--out", "d", "--category", "pose", "--label", "correct", *bad])
+        assert e.value.code == 2
+
+
+@needs_video
+def test_the_readme_video_snippet_runs_verbatim_on_the_fixture_clip(tmp_path):
+    from conftest import build_dataset
+    from test_train import readme_snippet
+    data = build_dataset(tmp_path / "data")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert train.main(["--data-dir", data, "--models-dir", str(tmp_path / "models"), "--epochs", "3"]) == 0
+    code = readme_snippet("### Classify a video")
+    assert code.count("'my_video.mp4'") == 1 and f"MEDIAPIPE_33 = {train.MEDIAPIPE_33}" in code
+    assert f"MIN_VISIBILITY = {train.MIN_VISIBILITY:g}" in code
+    code = code.replace("'my_video.mp4'", repr(CLIP))
+    run_ = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+    assert run_.returncode == 0, run_.stderr
+    verdict = run_.stdout.split("Video: ")[1]
+    assert verdict.split()[0] in ("Correct", "Incorrect") and 0.5 <= float(verdict.split("(")[1].rstrip(")\n")) <= 1
