@@ -4,7 +4,7 @@
     python MediaPipe_Dataset/extract.py videos/bad/ photos/ --out my_data --category squat --label incorrect
 
 Writes my_data/<category>/<label> <category>/<clip>_<frame>.json, one file per frame (or
-image) in which a person is found, holding MediaPipe's 33 landmarks as [x, y, z,
+image) in which a person is found (and can be placed: a shoulder or a hip seen), holding MediaPipe's 33 landmarks as [x, y, z,
 visibility] rows plus label, category, timestamp (seconds into the video), clip, source
 and frame index. A video's clip id is its file name plus a digest of its content, so
 re-extracting the same file gives the same ids and replaces its samples (the new ones are
@@ -20,6 +20,9 @@ import shutil
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import train  # noqa: E402  (the sample rules: a sample extract.py writes is one train.py accepts)
 
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -74,12 +77,19 @@ def load_mediapipe():
 
 
 def landmarks(pose, rgb):
-    """33 [x, y, z, visibility] rows of the most prominent person in an RGB image, or None."""
+    """33 [x, y, z, visibility] rows of the most prominent person in an RGB image, None when
+    there is nobody, or "hidden" when train.py could not place the pose (no shoulder and no
+    hip seen with visibility >= its default --min-visibility)."""
     result = pose.process(rgb)
     if result.pose_landmarks is None:
         return None
-    return [[round(m.x, 6), round(m.y, 6), round(m.z, 6), round(m.visibility, 4)]
-            for m in result.pose_landmarks.landmark]
+    marks = [[round(m.x, 6), round(m.y, 6), round(m.z, 6), round(m.visibility, 4)]
+             for m in result.pose_landmarks.landmark]
+    try:
+        train.parse_keypoints(marks)
+    except ValueError:
+        return "hidden"
+    return marks
 
 
 def sample_frames(cv2, capture, every_s, bar):
@@ -107,21 +117,24 @@ def extract_video(path, cv2, pose_module, args, progress):
         raise InputError(f"{path}: cannot be read as a video (corrupt, or a format OpenCV cannot open)")
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     clip = clip_id(path)
-    found, sampled = [], 0
+    found, sampled, hidden = [], 0, 0
     with pose_module.Pose(static_image_mode=False, model_complexity=1,
                           min_detection_confidence=args.min_detection_confidence) as pose, \
             progress(total=total, desc=os.path.basename(path), unit="frame") as bar:
         for index, seconds, frame in sample_frames(cv2, capture, 1 / args.fps if args.fps else 0, bar):
             sampled += 1
             marks = landmarks(pose, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-            if marks is not None:
+            if marks == "hidden":
+                hidden += 1
+            elif marks is not None:
                 found.append((clip, index, round(seconds, 4), marks))
     capture.release()
     if sampled == 0:
         raise InputError(f"{path}: no frame could be decoded (corrupt or empty video)")
     if not found:
-        raise InputError(f"{path}: no person found in any of its {sampled} sampled frames")
-    return found, sampled
+        raise InputError(f"{path}: no person found in any of its {sampled} sampled frames"
+                         + (f" ({hidden} with a person too hidden to place)" if hidden else ""))
+    return found, sampled, hidden
 
 
 def extract_image(path, cv2, pose_module, args):
@@ -133,7 +146,9 @@ def extract_image(path, cv2, pose_module, args):
         marks = landmarks(pose, cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
     if marks is None:
         raise InputError(f"{path}: no person found in the image")
-    return [(clip_id(path), 0, 0.0, marks)], 1
+    if marks == "hidden":
+        raise InputError(f"{path}: the person is too hidden to place (no shoulder and no hip seen)")
+    return [(clip_id(path), 0, 0.0, marks)], 1, 0
 
 
 def write_samples(folder, source, samples, args):
@@ -238,15 +253,16 @@ def main(argv=None):
                                  f"{', '.join(sorted(VIDEO_EXTENSIONS))}; images: {', '.join(sorted(IMAGE_EXTENSIONS))})")
             start = time.perf_counter()
             if kind == "video":
-                samples, sampled = extract_video(path, cv2, pose_module, args, progress)
+                samples, sampled, hidden = extract_video(path, cv2, pose_module, args, progress)
             else:
-                samples, sampled = extract_image(path, cv2, pose_module, args)
+                samples, sampled, hidden = extract_image(path, cv2, pose_module, args)
             elapsed = time.perf_counter() - start
             n = write_samples(folder, path, samples, args)
             written += n
             frames, seconds = frames + sampled, seconds + elapsed
             if kind == "video":
-                print(f"{path}: {n} samples from {sampled} sampled frames ({sampled - n} without a person, "
+                print(f"{path}: {n} samples from {sampled} sampled frames ({sampled - n - hidden} without a "
+                      f"person, {hidden} with the person too hidden to place: no shoulder and no hip seen; "
                       f"skipped); clip {samples[0][0]}; {sampled / elapsed:.1f} frames/s")
             else:
                 print(f"{path}: 1 sample; clip {samples[0][0]}")

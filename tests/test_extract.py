@@ -64,7 +64,7 @@ def extracted(tmp_path_factory):
 def test_the_clip_and_the_photo_are_extracted_in_the_sample_format(extracted):
     (code, out, err), (code2, out2, err2) = extracted["runs"]
     assert code == 0 and code2 == 0, err + err2
-    assert "30 samples from 30 sampled frames (0 without a person" in out and "frames/s" in out
+    assert "30 samples from 30 sampled frames (0 without a person, 0 with the person too hidden" in out and "frames/s" in out
     video = samples_in(extracted["correct"])
     assert len(video) == 30
     clips = {s["clip"] for s in video.values()}
@@ -160,9 +160,39 @@ def test_frames_without_a_person_are_skipped_and_counted(tmp_path):
     write_video(video, frames[:10] + [blank] * 5 + frames[10:20])
     code, out, err = run(video, "--out", tmp_path / "data", "--category", "pose", "--label", "correct", "--fps", "0")
     assert code == 0, err
-    assert "20 samples from 25 sampled frames (5 without a person, skipped)" in out
+    assert "20 samples from 25 sampled frames (5 without a person, 0 with the person too hidden" in out
     frames_kept = sorted(s["frame"] for s in samples_in(tmp_path / "data" / "pose" / "correct pose").values())
     assert frames_kept == list(range(10)) + list(range(15, 25))
+
+
+@needs_video
+def test_landmarks_returns_hidden_when_train_could_not_place_the_pose():
+    from types import SimpleNamespace as NS
+    standing = [[0.5, 0.1 + 0.025 * i, 0.0] for i in range(33)]
+
+    def pose_with(visibility):
+        marks = [NS(x=x, y=y, z=z, visibility=visibility(i)) for i, (x, y, z) in enumerate(standing)]
+        return NS(process=lambda rgb: NS(pose_landmarks=NS(landmark=marks)))
+    torso = (11, 12, 23, 24)
+    seen = extract.landmarks(pose_with(lambda i: 0.9), None)
+    assert len(seen) == 33 and seen[11] == [0.5, 0.375, 0.0, 0.9]
+    assert extract.landmarks(pose_with(lambda i: 0.1 if i in torso else 0.9), None) == "hidden"
+    assert extract.landmarks(pose_with(lambda i: 0.1 if i in torso[1:] else 0.9), None) != "hidden"  # one shoulder
+    assert extract.landmarks(NS(process=lambda rgb: NS(pose_landmarks=None)), None) is None
+
+
+@needs_video
+def test_frames_with_the_person_too_hidden_are_skipped_and_counted(tmp_path, monkeypatch):
+    real, calls = extract.landmarks, []
+
+    def every_other_frame_hidden(pose, rgb):
+        calls.append(1)
+        return "hidden" if len(calls) % 2 == 0 else real(pose, rgb)
+    monkeypatch.setattr(extract, "landmarks", every_other_frame_hidden)
+    code, out, err = run(CLIP, "--out", tmp_path / "d", "--category", "pose", "--label", "correct", "--fps", "0")
+    assert code == 0, err
+    assert "15 samples from 30 sampled frames (0 without a person, 15 with the person too hidden" in out
+    assert len(samples_in(tmp_path / "d" / "pose" / "correct pose")) == 15
 
 
 @needs_video
