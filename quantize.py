@@ -10,10 +10,11 @@ latency and batch throughput of both, measured in this run with the same session
 """
 import argparse
 import glob
+import hashlib
 import json
 import os
+import signal
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -26,6 +27,8 @@ import train
 
 WARMUP_RUNS = 50
 THROUGHPUT_SECONDS = 0.5     # at least this long per model for the batch figure
+QUANTIZATION = "dynamic INT8 (onnxruntime.quantization.quantize_dynamic)"   # marks our INT8 files
+MAX_BATCH = 65536            # --batch-size bound: far past where throughput stops growing
 
 
 class ModelError(Exception):
@@ -47,7 +50,9 @@ def find_models(models_dir, categories=None):
 
 
 def check_model(path):
-    """Load an FP32 model made by train.py; raise ModelError if it is not one."""
+    """Load an FP32 model made by train.py; raise ModelError if it is not one. Ours means: input
+    `input` of width 28 and output `probabilities` of width 2, and the metadata train.py writes
+    (the keypoint layout and class names of this version)."""
     try:
         proto = onnx.load(path)
         onnx.checker.check_model(proto)
@@ -58,6 +63,20 @@ def check_model(path):
     if inputs != ["input"] or outputs != ["probabilities"]:
         raise ModelError(f"{path}: not a pose model from train.py (inputs {inputs}, outputs {outputs}; "
                          f"expected input 'input' and output 'probabilities')")
+    widths = [[d.dim_value for d in v.type.tensor_type.shape.dim][1:] for v in (proto.graph.input[0],
+                                                                               proto.graph.output[0])]
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if widths != [[train.NUM_COORDS], [len(train.CLASS_NAMES)]]:
+        raise ModelError(f"{path}: not a pose model from train.py (input and output widths {widths[0]} and "
+                         f"{widths[1]}; expected [28] and [2])")
+    try:
+        ours = (json.loads(meta.get("keypoint_layout", "null")) == train.KEYPOINT_NAMES
+                and json.loads(meta.get("class_names", "null")) == train.CLASS_NAMES)
+    except ValueError:
+        ours = False
+    if not ours:
+        raise ModelError(f"{path}: not a pose model from train.py (its metadata lacks this version's "
+                         f"keypoint_layout and class_names); retrain it with train.py")
     return proto
 
 
@@ -73,9 +92,7 @@ def quantize(src, dst, per_channel):
     temps = []
     try:
         for suffix in (".pre.onnx", ".int8.onnx"):
-            fd, temp = tempfile.mkstemp(prefix=".quantize.", suffix=suffix, dir=folder)
-            os.close(fd)
-            temps.append(temp)
+            temps.append(train.temp_path(folder, os.path.basename(dst) + suffix))
         pre, out = temps
         quant_pre_process(src, pre, skip_symbolic_shape=True)
         quantize_dynamic(pre, out, weight_type=QuantType.QInt8, per_channel=per_channel)
@@ -83,6 +100,7 @@ def quantize(src, dst, per_channel):
         del proto.graph.value_info[:]       # shape notes for the quantizer; ONNX Runtime infers them again
         del proto.metadata_props[:]
         proto.metadata_props.extend(onnx.load(src).metadata_props)
+        proto.metadata_props.add(key="quantization", value=QUANTIZATION)
         onnx.save(proto, out)
         os.replace(out, dst)
     finally:
@@ -141,7 +159,23 @@ def throughput(sessions, x, batch_size):
     return [rounds * batch_size / e for e in elapsed]
 
 
-def load_samples(data_dir, category, proto):
+def training_record(fp32_path, proto):
+    """(models/<category>.json that train.py wrote beside the model, or None; note)."""
+    meta = {p.key: p.value for p in proto.metadata_props}
+    path = os.path.join(os.path.dirname(fp32_path), meta.get("training_record", ""))
+    if "training_record" not in meta or not os.path.isfile(path):
+        return None, f"validation accuracy skipped: no training record {path or '<category>.json'} beside the model"
+    with open(path, "rb") as f:
+        text = f.read()
+    if hashlib.sha1(text).hexdigest() != meta.get("training_record_sha1"):
+        return None, f"validation accuracy skipped: {path} is not the training record of this model (SHA-1 differs)"
+    try:
+        return json.loads(text), None
+    except ValueError:
+        return None, f"validation accuracy skipped: {path} is not valid JSON"
+
+
+def load_samples(data_dir, category, fp32_path, proto):
     """(dataset or None, val_index or None, note) for measuring accuracy; the dataset is read
     with the visibility threshold the model was trained with."""
     meta = {p.key: p.value for p in proto.metadata_props}
@@ -151,15 +185,24 @@ def load_samples(data_dir, category, proto):
         return None, None, f"accuracy skipped: {e}"
     if not len(ds.y):
         return None, None, f"accuracy skipped: no valid samples in {ds.root}"
-    val_files = json.loads(meta.get("val_samples", "null") or "null")
+    record, note = training_record(fp32_path, proto)
+    if record is None:
+        return ds, None, note
+    val_files = record.get("val_samples") or []
     if not val_files:
-        return ds, None, "validation accuracy skipped: the model's metadata lists no validation samples"
+        return ds, None, "validation accuracy skipped: the training record lists no validation samples"
     index = {f: i for i, f in enumerate(ds.files)}
     missing = [f for f in val_files if f not in index]
     if missing:
         return ds, None, (f"validation accuracy skipped: {len(missing)} of the {len(val_files)} "
                           f"validation samples are no longer in {ds.root}")
-    return ds, np.array([index[f] for f in val_files]), None
+    val = np.array([index[f] for f in val_files])
+    changed = sum(train.sample_digest(ds.X[i]) != d for i, d in zip(val, record.get("val_sample_sha1", [])))
+    if changed or len(record.get("val_sample_sha1", [])) != len(val):
+        return ds, None, (f"validation accuracy skipped: {changed or 'some'} of the {len(val)} validation "
+                          f"samples in {ds.root} differ from those the model was trained with (same names, "
+                          f"other content: another dataset?)")
+    return ds, val, None
 
 
 def missing_point_check(sessions, paths, X):
@@ -189,7 +232,7 @@ def compare(category, fp32_path, int8_path, args):
     """Measure both models; returns the figures for the report and --json."""
     sessions = [session(fp32_path), session(int8_path)]
     proto = onnx.load(fp32_path)
-    ds, val, note = load_samples(args.data_dir, category, proto)
+    ds, val, note = load_samples(args.data_dir, category, fp32_path, proto)
     X, y = (None, None) if ds is None else (ds.X, ds.y)
     figures = {"fp32": {"size_bytes": os.path.getsize(fp32_path)},
                "int8": {"size_bytes": os.path.getsize(int8_path)},
@@ -317,11 +360,13 @@ def parse_args(argv=None):
     p.add_argument("--per-channel", action="store_true",
                    help="one INT8 scale per output channel instead of per tensor (default: per tensor)")
     p.add_argument("--runs", type=int, default=1000, help="timed single-sample runs per model (default: 1000)")
-    p.add_argument("--batch-size", type=int, default=1024, help="batch size for the throughput figure (default: 1024)")
+    p.add_argument("--batch-size", type=int, default=1024,
+                   help=f"batch size for the throughput figure, at most {MAX_BATCH} (default: 1024)")
     p.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file (default: none)")
     args = p.parse_args(argv)
-    if args.runs < 1 or args.batch_size < 1:
-        p.error("--runs and --batch-size must be at least 1")
+    if not 1 <= args.runs <= 10 ** 6 or not 1 <= args.batch_size <= MAX_BATCH:
+        p.error(f"--runs must be between 1 and 1000000 and --batch-size between 1 and {MAX_BATCH} "
+                f"(a batch of {MAX_BATCH} already takes ~{MAX_BATCH * 28 * 4 / 1e6:.0f} MB of input)")
     return args
 
 
@@ -335,30 +380,52 @@ def main(argv=None):
         return 1
     for path in models.values():
         print(f"✓ Found {os.path.relpath(path)}")
+    train.remove_stale_temps(args.models_dir)
     results, failed = {}, []
-    for category, path in models.items():
-        target = os.path.join(args.models_dir, f"{category}_int8.onnx")
-        try:
-            check_model(path)
-            print(f"\nQuantizing {os.path.relpath(path)}...")
-            try:
-                quantize(path, target, args.per_channel)
-            except Exception as e:     # onnxruntime.quantization raises many types
-                raise ModelError(f"{path}: quantization failed ({e.__class__.__name__}: {e})")
-            print(f"Quantized model saved: {os.path.relpath(target)}")
-            try:
-                results[category] = compare(category, path, target, args)
-            except ModelError:
-                os.remove(target)           # a model that failed its checks is not left behind
-                raise
-            print_report(category, results[category], args)
-        except ModelError as e:
-            print(f"error: {e}", file=sys.stderr)
-            failed.append(category)
+    try:
+        for category, path in models.items():
+            quantize_one(category, path, args, results, failed)
+    except KeyboardInterrupt:
+        print(f"\nInterrupted: INT8 models written for {', '.join(results) or 'none'}; the rest not written "
+              f"(earlier files kept).", file=sys.stderr)
+        return 130
     if results:
         print_summary(results)
     return train.finish(results, failed, args.json)
 
 
+def quantize_one(category, path, args, results, failed):
+    """Quantize, measure and report one model; a ModelError names it and adds it to failed."""
+    target = os.path.join(args.models_dir, f"{category}_int8.onnx")
+    try:
+        check_model(path)
+        if os.path.exists(target) and not is_our_int8(target):
+            raise ModelError(f"{target}: exists and is not an INT8 model from quantize.py; not overwritten "
+                             f"(rename it, or the category it belongs to)")
+        print(f"\nQuantizing {os.path.relpath(path)}...")
+        try:
+            quantize(path, target, args.per_channel)
+        except Exception as e:     # onnxruntime.quantization raises many types
+            raise ModelError(f"{path}: quantization failed ({e.__class__.__name__}: {e})")
+        print(f"Quantized model saved: {os.path.relpath(target)}")
+        try:
+            results[category] = compare(category, path, target, args)
+        except ModelError:
+            os.remove(target)           # a model that failed its checks is not left behind
+            raise
+        print_report(category, results[category], args)
+    except ModelError as e:
+        print(f"error: {e}", file=sys.stderr)
+        failed.append(category)
+
+
+def is_our_int8(path):
+    try:
+        return any(p.key == "quantization" and p.value == QUANTIZATION for p in onnx.load(path).metadata_props)
+    except Exception:      # unreadable or not ONNX: not ours
+        return False
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, train._terminate)
     sys.exit(main())

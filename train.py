@@ -11,9 +11,12 @@ with the validation split in its metadata). Importing this file only defines thi
 """
 import argparse
 import copy
+import hashlib
 import json
 import math
 import os
+import re
+import signal
 import sys
 import tempfile
 import time
@@ -304,15 +307,24 @@ def parse_keypoints(raw, visibility=None, min_visibility=MIN_VISIBILITY):
     return xy.reshape(-1)
 
 
+def label_index(label):
+    """0 or 1 for a sample's `label` field: 0/1, "0"/"1" or the class names; None otherwise."""
+    text = str(label).strip().lower() if not isinstance(label, bool) else None
+    names = {name: i for i, name in enumerate(CLASS_NAMES)}
+    return names.get(text, int(text) if text in ("0", "1") else None)
+
+
 def load_sample(path, folder_label, min_visibility=MIN_VISIBILITY):
     """One JSON file -> (keypoints, clip or None, warning or None). Raises ValueError."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:      # -sig: a UTF-8 byte order mark is fine
             data = json.load(f)
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"unreadable ({e.__class__.__name__})")
     except json.JSONDecodeError as e:
         raise ValueError(f"malformed JSON ({e.msg}, line {e.lineno})")
+    except RecursionError:
+        raise ValueError("malformed JSON (nested too deeply)")
     if isinstance(data, dict):
         raw = data.get("keypoints", data.get("landmarks"))
         if raw is None:
@@ -322,7 +334,7 @@ def load_sample(path, folder_label, min_visibility=MIN_VISIBILITY):
     keypoints = parse_keypoints(raw, data.get("visibility"), min_visibility)
     clip = data.get("clip")
     warning = None
-    if "label" in data and data["label"] != folder_label:
+    if "label" in data and label_index(data["label"]) != folder_label:
         warning = (f"label {data['label']!r} contradicts its folder "
                    f"({CLASS_NAMES[folder_label]}); using the folder's label {folder_label}")
     return keypoints, (None if clip is None else str(clip)), warning
@@ -332,11 +344,19 @@ def class_dir(data_dir, category, label):
     return os.path.join(data_dir, category, f"{CLASS_NAMES[label]} {category}")
 
 
+def list_folder(folder):
+    """os.listdir, with an unreadable folder as a DataError."""
+    try:
+        return os.listdir(folder)
+    except OSError as e:
+        raise DataError(f"{folder}: cannot read the folder ({e.strerror or e.__class__.__name__})")
+
+
 def discover_categories(data_dir):
     """Every folder of data_dir holding `correct <name>/` and `incorrect <name>/`."""
     if not os.path.isdir(data_dir):
         raise DataError(f"{data_dir}: data folder not found (expected {data_dir}/<category>/correct <category>/*.json)")
-    found = sorted(name for name in os.listdir(data_dir)
+    found = sorted(name for name in list_folder(data_dir)
                    if any(os.path.isdir(class_dir(data_dir, name, label)) for label in (0, 1)))
     if not found:
         raise DataError(f"{data_dir}: no category folders found "
@@ -350,13 +370,15 @@ class Dataset:
     def __init__(self, data_dir, category, min_visibility=MIN_VISIBILITY):
         self.category, self.root = category, os.path.join(data_dir, category)
         self.files, xs, ys, clips = [], [], [], []
-        self.invalid, self.warnings = [], []
+        self.invalid, self.warnings, self.ignored = [], [], 0
         for label in (0, 1):
             folder = class_dir(data_dir, category, label)
             if not os.path.isdir(folder):
                 raise DataError(f"{folder}: folder missing, so the {CLASS_NAMES[label]} class has no samples")
-            names = sorted(n for n in os.listdir(folder) if n.endswith(".json"))
-            for name in names:
+            names = sorted(n for n in list_folder(folder) if n.lower().endswith(".json"))
+            # macOS leaves ._name.json AppleDouble files beside copied files: not samples.
+            self.ignored += sum(n.startswith("._") for n in names)
+            for name in (n for n in names if not n.startswith("._")):
                 path = os.path.join(folder, name)
                 try:
                     keypoints, clip, warning = load_sample(path, label, min_visibility)
@@ -405,17 +427,26 @@ def keeps_clips_whole(dataset, k):
     return dataset.has_clips and all(len(set(dataset.groups[dataset.y == label])) >= k for label in (0, 1))
 
 
+def fold_plan(fraction, n_groups):
+    """(k, m): validation = m of k group folds, with m / k closest to fraction (fewest folds
+    on a tie), k at most the number of clips and 20: 0.2 -> 1 of 5, 0.4 -> 2 of 5."""
+    options = [(abs(m / k - fraction), k, m) for k in range(2, min(n_groups, 20) + 1) for m in range(1, k)]
+    return min(options)[1:]
+
+
 def split(dataset, val_split, seed):
     """(train, validation indices, warning or None): stratified; whole clips on one side when
     samples have clips. When a class has too few clips for that (one video of each class,
     say), frames are split instead, with a warning that validation is optimistic."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
-    k = max(2, round(1 / val_split))        # with clips: one fold of a stratified group K-fold
-    by_clip = keeps_clips_whole(dataset, 2) and len(set(dataset.groups)) >= k
+    by_clip = keeps_clips_whole(dataset, 2)
     require_groups(dataset, 2, "to split into training and validation", by_clip)
     if by_clip:
-        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-        train, val = next(splitter.split(dataset.X, dataset.y, dataset.groups))
+        k, m = fold_plan(val_split, len(set(dataset.groups)))
+        folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(
+            dataset.X, dataset.y, dataset.groups)
+        val = np.sort(np.concatenate([test for _, test in list(folds)[:m]]))
+        train = np.setdiff1d(np.arange(len(dataset.y)), val)
     else:
         splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_split, random_state=seed)
         train, val = next(splitter.split(dataset.X, dataset.y))
@@ -609,29 +640,94 @@ def onnx_parity(model, path, x):
     return float(np.abs(onnx_out - torch_out).max())
 
 
-def write_models(model, category, models_dir, metadata, X_check):
-    """Write <category>.pt and <category>.onnx via temporary files, renamed in place only
-    once the ONNX model has passed the checker and matches PyTorch within 1e-5 on X_check
-    and on X_check with points missing (parity_inputs)."""
-    targets = {ext: os.path.join(models_dir, f"{category}{ext}") for ext in (".pt", ".onnx")}
+TEMP_PREFIX = ".tmp-"      # our temporary files: .tmp-<pid>-<target name>.<random>
+
+
+def temp_path(folder, name):
+    """A new empty temporary file in folder, for writing `name` and renaming it into place.
+    It gets the mode any new file gets under the user's umask (mkstemp alone gives 0600,
+    which a service running as another user could not read), and the process id in its
+    name, so that a later run can tell a leftover from a file still being written."""
+    fd, path = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-{name}.", dir=folder)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+    return path
+
+
+def remove_stale_temps(folder):
+    """Remove temporary files that a killed run of ours left in folder: .tmp-<pid>-... whose
+    process is gone, and the .<category>.<random>.pt/.onnx names of earlier versions."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        match = re.match(rf"{re.escape(TEMP_PREFIX)}(\d+)-", name)
+        legacy = re.fullmatch(r"\.[^.]+\.[A-Za-z0-9_]{8}\.(pt|onnx)", name)
+        if match and pid_alive(int(match.group(1))) or not (match or legacy):
+            continue
+        try:
+            os.remove(os.path.join(folder, name))
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True         # exists, owned by someone else
+    return True
+
+
+def write_models(model, category, models_dir, metadata, record, X_check):
+    """Write <category>.pt, <category>.onnx and the training record <category>.json via
+    temporary files, renamed in place only once the ONNX model has passed the checker and
+    matches PyTorch within 1e-5 on X_check and on X_check with points missing
+    (parity_inputs). The ONNX metadata carries the record's SHA-1, so quantize.py can tell
+    that a record belongs to its model. Failures are DataErrors; earlier models stay."""
+    targets = {ext: os.path.join(models_dir, f"{category}{ext}") for ext in (".pt", ".onnx", ".json")}
+    record_text = json.dumps(record, indent=1) + "\n"
+    metadata = {**metadata, "training_record": os.path.basename(targets[".json"]),
+                "training_record_sha1": hashlib.sha1(record_text.encode()).hexdigest()}
     temps = {}
     try:
-        for ext in targets:
-            fd, temps[ext] = tempfile.mkstemp(prefix=f".{category}.", suffix=ext, dir=models_dir)
-            os.close(fd)
+        for ext, target in targets.items():
+            temps[ext] = temp_path(models_dir, os.path.basename(target))
+        with open(temps[".json"], "w") as f:
+            f.write(record_text)
         torch.save(model.state_dict(), temps[".pt"])
         export_onnx(model, temps[".onnx"], metadata)
         diff = onnx_parity(model, temps[".onnx"], parity_inputs(X_check))
-        if not diff <= 1e-5:       # also catches NaN
+        if not diff <= 1e-5:       # also catches NaN and inf
             raise DataError(f"{targets['.onnx']}: ONNX Runtime and PyTorch disagree by {diff:.2e} "
-                            f"(more than 1e-5); models not written")
+                            f"(more than 1e-5, or outputs not finite); models not written")
         for ext, target in targets.items():
             os.replace(temps.pop(ext), target)
+    except (OSError, RuntimeError) as e:       # torch.save reports a full disk as RuntimeError
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:120]
+        raise DataError(f"{models_dir}: cannot write the {category} models ({reason}); earlier models kept")
     finally:
         for temp in temps.values():
             if os.path.exists(temp):
                 os.remove(temp)
-    return list(targets.values()), diff
+    return [targets[".pt"], targets[".onnx"]], targets[".json"], diff
+
+
+def sample_digest(keypoints):
+    """Short SHA-1 of one sample's keypoints as the model sees them (float32)."""
+    return hashlib.sha1(np.asarray(keypoints, dtype=np.float32).tobytes()).hexdigest()[:16]
+
+
+def finite_model(model):
+    return all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point())
 
 
 # ----------------------------------------------------------------------------- reports
@@ -656,6 +752,9 @@ def report_problems(ds, strict):
     """Print invalid samples and label warnings; with strict, invalid samples are an error."""
     for path, reason in ds.warnings:
         print(f"warning: {path}: {reason}", file=sys.stderr)
+    if ds.ignored:
+        print(f"{ds.category}: ignored {ds.ignored} macOS '._' file(s) (AppleDouble metadata, not samples)",
+              file=sys.stderr)
     for path, reason in ds.invalid:
         print(f"{'error' if strict else 'skipped'}: {path}: {reason}", file=sys.stderr)
     if ds.invalid:
@@ -680,7 +779,8 @@ def train_category(ds, args):
     print("=" * 60)
     where = ("clips kept whole" if ds.has_clips and not warning else
              "frames, clips split: see the warning" if warning else "stratified")
-    print(f"Split: {len(train_idx)} training, {len(val_idx)} validation samples ({where}); device {args.device}")
+    print(f"Split: {len(train_idx)} training, {len(val_idx)} validation samples ({where}; "
+          f"{100 * len(val_idx) / len(ds.y):.0f}% for --val-split {args.val_split:g}); device {args.device}")
     if warning:
         print(f"warning: {ds.root}: {warning}", file=sys.stderr)
     start = time.perf_counter()
@@ -688,6 +788,9 @@ def train_category(ds, args):
     seconds = time.perf_counter() - start
     X_val, y_val = ds.X[val_idx], ds.y[val_idx]
     probabilities = predict_probabilities(model, X_val, args.device)
+    if not (finite_model(model) and np.isfinite(probabilities).all()):
+        raise DataError(f"{ds.category}: training diverged (weights or outputs are not finite; "
+                        f"--lr {args.lr:g} may be too high); models not written, earlier ones kept")
     pred = probabilities.argmax(1)
     val_acc = float((pred == y_val).mean())
     print(f"\nBest epoch: {best}/{args.epochs}, Val Acc {100 * val_acc:.2f}% (picked by validation "
@@ -706,23 +809,35 @@ def train_category(ds, args):
     print(f"\nValidation accuracy with k random points removed from each frame ({REMOVAL_DRAWS} draws, "
           f"one shoulder or hip kept): " + ", ".join([f"k=0 {100 * val_acc:.2f}%"] +
                                                      [f"k={k} {100 * a:.2f}%" for k, a in removed.items()]))
+    # The ONNX file carries what deployment needs; the training record (which samples were
+    # held out, the figures, the settings) goes beside it, in models/<category>.json.
     metadata = {
         "category": ds.category, "class_names": CLASS_NAMES, "keypoint_layout": KEYPOINT_NAMES,
         "normalization": NORMALIZATION + " (inside the model: feed raw keypoints)",
         "missing_points": "NaN (x and y); a row with no shoulder and no hip gives [0.5, 0.5]",
         "min_visibility": f"{args.min_visibility:g}",
-        "val_accuracy": f"{val_acc:.6f}", "best_epoch": str(best), "seed": str(args.seed),
-        "val_samples": [ds.files[i] for i in val_idx],
     }
     if warning:
         metadata["split_warning"] = warning
-    files, diff = write_models(model.cpu(), ds.category, args.models_dir, metadata, X_val)
+    settings = ("epochs", "lr", "schedule", "batch_size", "val_split", "augment", "drop_joints", "min_visibility",
+                "seed")
+    record = {
+        "category": ds.category, "class_names": CLASS_NAMES, "data_dir": os.path.abspath(args.data_dir),
+        "val_samples": [ds.files[i] for i in val_idx],
+        "val_sample_sha1": [sample_digest(x) for x in X_val],
+        "val_accuracy": round(val_acc, 6), "val_clip_accuracy": round(clip_acc, 6), "n_val_clips": len(clip_true),
+        "best_epoch": best, "split_warning": warning,
+        "settings": {name: getattr(args, name) for name in settings},
+        "versions": {"torch": torch.__version__, "numpy": np.__version__},
+    }
+    files, record_path, diff = write_models(model.cpu(), ds.category, args.models_dir, metadata, record, X_val)
     model.to(args.device)
     print(f"\nONNX check passed; ONNX Runtime matches PyTorch on the validation samples, also with "
           f"points missing (max diff {diff:.1e})")
     print("Files written:")
     for path in files:
         print(f"  {path} ({os.path.getsize(path) / 1e6:.3f} MB)")
+    print(f"  {record_path} (training record: validation samples, figures, settings)")
     print()
     return {"n_train": len(train_idx), "n_val": len(val_idx), "val_accuracy": round(val_acc, 6),
             "val_clip_accuracy": round(clip_acc, 6), "n_val_clips": len(clip_true),
@@ -912,10 +1027,9 @@ def _log(text):
 
 def write_json(path, data):
     """Write JSON via a temporary file, so a failure leaves no half-written report."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=".report.", suffix=".json", dir=folder)
+    temp = temp_path(os.path.dirname(os.path.abspath(path)), os.path.basename(path))
     try:
-        with os.fdopen(fd, "w") as f:
+        with open(temp, "w") as f:
             json.dump(data, f, indent=2)
             f.write("\n")
         os.replace(temp, path)
@@ -981,8 +1095,10 @@ def parse_args(argv=None):
                         "(default: off; writes no models)")
     p.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file (default: none)")
     args = p.parse_args(argv)
-    if args.epochs < 1 or args.batch_size < 2 or args.lr <= 0:
-        p.error("--epochs must be >= 1, --batch-size >= 2 and --lr > 0")
+    if args.epochs < 1 or args.batch_size < 2 or not 0 < args.lr < math.inf:    # also refuses NaN
+        p.error("--epochs must be >= 1, --batch-size >= 2 and --lr a number > 0")
+    if not 0 <= args.seed < 2 ** 32:
+        p.error("--seed must be between 0 and 2**32 - 1 (scikit-learn's limit)")
     if not 0 < args.val_split < 1:
         p.error("--val-split must be between 0 and 1")
     if not 0 <= args.drop_joints <= 1 or not 0 <= args.min_visibility <= 1:
@@ -1009,32 +1125,50 @@ def main(argv=None):
             categories = args.categories
         if not args.cv:
             check_writable(args.models_dir)
+            remove_stale_temps(args.models_dir)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print("=== MediaPipe Pose Classification Training ===\n")
-    datasets, failed = [], []
-    for category in categories:
-        try:
-            datasets.append(Dataset(args.data_dir, category, args.min_visibility))
-        except DataError as e:
-            print(f"error: {e}", file=sys.stderr)
-            failed.append(category)
-    datasets.sort(key=lambda d: (-len(d.y), d.category))   # largest category first
-    print_statistics(datasets)
-    results = {}
-    for ds in datasets:
-        try:
-            report_problems(ds, args.strict)
-            if args.cv:
-                results[ds.category] = cross_validate(ds, args)
-            else:
-                results[ds.category] = train_category(ds, args)
-        except DataError as e:
-            print(f"error: {e}", file=sys.stderr)
-            failed.append(ds.category)
+    datasets, failed, results, current = [], [], {}, None
+    try:
+        for category in categories:
+            try:
+                if category.endswith("_int8"):
+                    # quantize.py writes <category>_int8.onnx: this name would collide with another model
+                    raise DataError(f"{os.path.join(args.data_dir, category)}: a category name may not end in "
+                                    f"_int8 (quantize.py names its models <category>_int8); rename the folder")
+                datasets.append(Dataset(args.data_dir, category, args.min_visibility))
+            except DataError as e:
+                print(f"error: {e}", file=sys.stderr)
+                failed.append(category)
+        datasets.sort(key=lambda d: (-len(d.y), d.category))   # largest category first
+        print_statistics(datasets)
+        for ds in datasets:
+            current = ds.category
+            try:
+                report_problems(ds, args.strict)
+                if args.cv:
+                    results[ds.category] = cross_validate(ds, args)
+                else:
+                    results[ds.category] = train_category(ds, args)
+            except DataError as e:
+                print(f"error: {e}", file=sys.stderr)
+                failed.append(ds.category)
+    except KeyboardInterrupt:
+        done = ", ".join(results) or "none"
+        what = "cross-validated" if args.cv else "models written"
+        print(f"\nInterrupted{' during ' + current if current else ''}: {what}: {done}; "
+              f"{'the rest not measured' if args.cv else 'the rest not written, their earlier models kept'}"
+              f"{'' if args.cv or not args.json else '; no JSON report'}.", file=sys.stderr)
+        return 130
     return finish(results, failed, args.json)
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt     # so that a SIGTERM cleans up like Ctrl-C: temporary files removed
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminate)
     sys.exit(main())

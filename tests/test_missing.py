@@ -244,9 +244,12 @@ def test_onnx_takes_nan_and_matches_pytorch_with_points_missing(legless):
     assert meta["min_visibility"] == "0.5" and "NaN" in meta["missing_points"]
 
 
-def test_a_model_giving_nan_is_not_written(tmp_path, monkeypatch, capsys):
+def test_a_model_giving_nan_is_not_written_and_earlier_models_stay(tmp_path, monkeypatch, capsys):
     data = build_dataset(tmp_path / "d")
     models = tmp_path / "models"
+    models.mkdir()
+    for ext in (".pt", ".onnx"):
+        (models / f"stance{ext}").write_bytes(b"earlier model")
     real_fit = train.fit
 
     def poisoned(*args, **kwargs):
@@ -256,8 +259,19 @@ def test_a_model_giving_nan_is_not_written(tmp_path, monkeypatch, capsys):
         return model, history, best
     monkeypatch.setattr(train, "fit", poisoned)
     assert train.main(["--data-dir", data, "--models-dir", str(models), "--epochs", "2"]) == 1
-    assert "disagree" in capsys.readouterr().err
-    assert not models.exists() or os.listdir(models) == []
+    err = capsys.readouterr().err
+    assert "error: stance: training diverged" in err and "Traceback" not in err
+    assert sorted(os.listdir(models)) == ["stance.onnx", "stance.pt"]
+    assert all((models / f"stance{ext}").read_bytes() == b"earlier model" for ext in (".pt", ".onnx"))
+
+
+def test_the_export_check_fails_on_nan_outputs(tmp_path):
+    model = train.PoseClassifier().eval()
+    with torch.no_grad():
+        model.head[-1].bias.fill_(math.nan)
+    with pytest.raises(train.DataError, match="outputs not finite"):
+        train.write_models(model, "stance", str(tmp_path), {}, {}, np.tile(FLAT, (4, 1)).astype(np.float32))
+    assert os.listdir(tmp_path) == []            # nothing written, no temporary file left
 
 
 def test_cv_copes_with_missing_points_and_reports_robustness(tmp_path, capsys):

@@ -50,19 +50,21 @@ def test_quantized_models_load_agree_and_keep_interface_and_metadata(models, tra
         fp32, int8 = models / f"{category}.onnx", models / f"{category}_int8.onnx"
         q = onnx.load(int8)
         assert any(n.op_type == "MatMulInteger" for n in q.graph.node)          # really INT8
-        assert {p.key: p.value for p in q.metadata_props} == {p.key: p.value for p in onnx.load(fp32).metadata_props}
+        int8_meta = {p.key: p.value for p in q.metadata_props}
+        assert int8_meta.pop("quantization") == quantize.QUANTIZATION
+        assert int8_meta == {p.key: p.value for p in onnx.load(fp32).metadata_props}
         sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32, int8)]
         for s in sessions:
             assert [i.name for i in s.get_inputs()] == ["input"] and [o.name for o in s.get_outputs()] == ["probabilities"]
-        meta = {p.key: p.value for p in q.metadata_props}
+        val_files = json.loads((models / f"{category}.json").read_text())["val_samples"]
         ds = train.Dataset(trained["data"], category)
-        x = ds.X[[ds.files.index(f) for f in json.loads(meta["val_samples"])]]
-        y = ds.y[[ds.files.index(f) for f in json.loads(meta["val_samples"])]]
+        x = ds.X[[ds.files.index(f) for f in val_files]]
+        y = ds.y[[ds.files.index(f) for f in val_files]]
         acc = [float((s.run(None, {"input": x})[0].argmax(1) == y).mean()) for s in sessions]
         assert abs(acc[0] - acc[1]) <= 0.01 + 1e-9
         assert os.path.getsize(int8) < 0.35 * os.path.getsize(fp32)
-    assert sorted(os.listdir(models)) == ["execution.onnx", "execution.pt", "execution_int8.onnx",
-                                          "stance.onnx", "stance.pt", "stance_int8.onnx"]
+    assert sorted(os.listdir(models)) == ["execution.json", "execution.onnx", "execution.pt", "execution_int8.onnx",
+                                          "stance.json", "stance.onnx", "stance.pt", "stance_int8.onnx"]
 
 
 def test_report_and_json_hold_every_figure(models, trained, tmp_path):
@@ -148,8 +150,8 @@ def test_missing_data_still_reports_size_and_speed(models, tmp_path):
 def test_missing_validation_samples_skip_only_validation_accuracy(models, trained, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(trained["data"], data)
-    meta = {p.key: p.value for p in onnx.load(models / "stance.onnx").metadata_props}
-    os.remove(data / "stance" / json.loads(meta["val_samples"])[0])
+    record = json.loads((models / "stance.json").read_text())
+    os.remove(data / "stance" / record["val_samples"][0])
     report = tmp_path / "q.json"
     code, out, _ = run(models, data, "--categories", "stance", "--json", report)
     assert code == 0 and "validation samples are no longer in" in out
@@ -165,7 +167,8 @@ def test_a_failed_quantization_leaves_no_partial_file(models, trained, monkeypat
     monkeypatch.setattr(quantize, "quantize_dynamic", broken)
     code, _, err = run(models, trained["data"], "--categories", "stance")
     assert code == 1 and "quantization failed" in err and "stance.onnx" in err
-    assert sorted(os.listdir(models)) == ["execution.onnx", "execution.pt", "stance.onnx", "stance.pt"]
+    assert sorted(os.listdir(models)) == ["execution.json", "execution.onnx", "execution.pt",
+                                          "stance.json", "stance.onnx", "stance.pt"]
 
 
 def test_readme_flag_table_states_the_real_defaults():

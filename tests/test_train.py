@@ -1,5 +1,6 @@
 """train.py: input formats, bad input, normalization, training, export, CLI."""
 import contextlib
+import hashlib
 import io
 import json
 import math
@@ -302,7 +303,8 @@ def test_end_to_end_output_files_and_json(trained):
                  "precision", "Confusion matrix", "Files written:", "stance.onnx",
                  "Per recording (validation): ", "Per-recording confusion matrix"]:
         assert text in out, text
-    assert sorted(os.listdir(trained["models"])) == ["execution.onnx", "execution.pt", "stance.onnx", "stance.pt"]
+    assert sorted(os.listdir(trained["models"])) == ["execution.json", "execution.onnx", "execution.pt",
+                                                     "stance.json", "stance.onnx", "stance.pt"]
     for category in ("stance", "execution"):
         r = trained["report"][category]
         assert set(r) == {"n_train", "n_val", "val_accuracy", "best_epoch", "train_seconds",
@@ -327,10 +329,16 @@ def test_onnx_model_interface_metadata_and_parity(trained):
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["category"] == "stance" and json.loads(meta["class_names"]) == ["incorrect", "correct"]
     assert json.loads(meta["keypoint_layout"]) == train.KEYPOINT_NAMES
-    assert "hip midpoint" in meta["normalization"] and meta["seed"] == "0"
-    val_files = json.loads(meta["val_samples"])
-    assert len(val_files) == trained["report"]["stance"]["n_val"]
-    assert float(meta["val_accuracy"]) == pytest.approx(trained["report"]["stance"]["val_accuracy"], abs=1e-6)
+    assert "hip midpoint" in meta["normalization"]
+    # the training record lies beside the model, and the model names it with its digest
+    assert "val_samples" not in meta and meta["training_record"] == "stance.json"
+    record_bytes = (trained["models"] / "stance.json").read_bytes()
+    assert hashlib.sha1(record_bytes).hexdigest() == meta["training_record_sha1"]
+    record = json.loads(record_bytes)
+    assert record["settings"]["seed"] == 0 and record["settings"]["lr"] == 5e-3
+    val_files = record["val_samples"]
+    assert len(val_files) == len(record["val_sample_sha1"]) == trained["report"]["stance"]["n_val"]
+    assert record["val_accuracy"] == pytest.approx(trained["report"]["stance"]["val_accuracy"], abs=1e-6)
 
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["input"]
