@@ -57,34 +57,32 @@ NORMALIZATION = ("center on the hip midpoint (one hip, or the shoulders, when th
 # placed (no shoulder and no hip) or sized (all present points at one place) is all NaN
 # after normalization, and PoseClassifier answers [0.5, 0.5] for it.
 #
-# The arithmetic is written as products with the constant matrices below, so that the
-# ONNX graph stays a few dozen nodes (each ONNX Runtime node costs about 0.3 us per call,
-# more than this model's arithmetic): sums of chosen points are one MatMul each.
+# The arithmetic is written as products with small constant matrices and gathers with index
+# lists (below), so that the ONNX graph stays a few dozen nodes (each ONNX Runtime node
+# costs about 0.3 us per call, more than this model's arithmetic) and its constants a few
+# kilobytes (they stay FP32 in the INT8 file): sums of chosen points are one MatMul each.
 JOINT_ANGLES = [(2, 3, 4), (5, 6, 7), (8, 9, 10), (11, 12, 13), (8, 2, 3), (11, 5, 6), (2, 8, 9), (5, 11, 12)]
 
 
 def _layout_matrices():
-    """Constant matrices over the 28 coordinates (x0, y0, x1, ...), built from the layout."""
-    pair = np.kron(np.eye(NUM_POINTS), np.ones((2, 1)))            # (28, 14): x_i + y_i -> point i
-    m = {"pair": pair, "pair_t": pair.T, "spread_xy": np.tile(np.eye(2), NUM_POINTS)}   # (2, 28): (x, y) -> every point
+    """Constant matrices and index lists over the 28 coordinates (x0, y0, x1, ...)."""
+    xy = np.tile(np.eye(2), NUM_POINTS)                             # (2, 28): (x, y) -> every point
+    m = {"spread_xy": xy}
     for name, points in (("hips", (R_HIP, L_HIP)), ("shoulders", (R_SHOULDER, L_SHOULDER))):
-        m[name] = pair[:, list(points)] @ np.ones((2, 1)) * np.tile(np.eye(2), NUM_POINTS).T   # (28, 2): x, y sums
-        m[name + "_count"] = np.eye(NUM_POINTS)[:, list(points)].sum(1, keepdims=True)      # (14, 1)
-    # Each joint angle's two arms u = end_a - joint, v = end_b - joint, and v turned by -90
-    # degrees (vy, -vx), so that u . v_turned = ux vy - uy vx, the sine's numerator.
-    n = len(JOINT_ANGLES)
-    u, v, v_turned = (np.zeros((NUM_COORDS, 2 * n)) for _ in range(3))
-    for k, (a, j, b) in enumerate(JOINT_ANGLES):
-        for c in (0, 1):
-            u[2 * a + c, 2 * k + c], u[2 * j + c, 2 * k + c] = 1, -1
-            v[2 * b + c, 2 * k + c], v[2 * j + c, 2 * k + c] = 1, -1
-        v_turned[:, 2 * k] = v[:, 2 * k + 1]
-        v_turned[:, 2 * k + 1] = -v[:, 2 * k]
-    m.update(u=u, v=v, v_turned=v_turned, pair_angles=np.kron(np.eye(n), np.ones((2, 1))))
-    m["angle_points"] = np.zeros((NUM_POINTS, n))                   # (14, 8): the 3 points of each angle
+        m[name] = xy.T * np.isin(np.arange(NUM_COORDS) // 2, points)[:, None]      # (28, 2): x, y sums
+        m[name + "_count"] = np.isin(np.arange(NUM_POINTS), points)[:, None] * 1.0  # (14, 1)
+    m["pair_angles"] = np.kron(np.eye(len(JOINT_ANGLES)), np.ones((2, 1)))         # (16, 8): x + y per angle
+    m["angle_points"] = np.zeros((NUM_POINTS, len(JOINT_ANGLES)))                  # (14, 8): an angle's 3 points
     for k, points in enumerate(JOINT_ANGLES):
         m["angle_points"][list(points), k] = 1
-    return {name: torch.tensor(matrix, dtype=torch.float32) for name, matrix in m.items()}
+    m["turn_sign"] = np.tile([1.0, -1.0], len(JOINT_ANGLES))                       # (vy, vx) -> (vy, -vx)
+    layout = {name: torch.tensor(matrix, dtype=torch.float32) for name, matrix in m.items()}
+    # Index lists (Gather in ONNX: a few bytes, where a 28-column matrix costs kilobytes in every file)
+    coords = lambda points: torch.tensor([2 * p + c for p in points for c in (0, 1)])
+    ends_a, joints, ends_b = ([j[i] for j in JOINT_ANGLES] for i in range(3))
+    layout.update(point_of_coord=torch.arange(NUM_COORDS) // 2, end_a=coords(ends_a), joint=coords(joints),
+                  end_b=coords(ends_b), swap_xy=torch.arange(2 * len(JOINT_ANGLES)) ^ 1)
+    return layout
 
 
 LAYOUT = _layout_matrices()
@@ -94,8 +92,8 @@ def _presence(x):
     """(N, 28) keypoints -> (keypoints with 0 for missing, (N, 14) presence as 0/1 floats).
     A point is present when both its coordinates are finite (x - x is NaN for NaN and inf)."""
     finite = (~torch.isnan(x - x)).float()
-    present = (finite @ LAYOUT["pair"] > 1.5).float()
-    return torch.where(present @ LAYOUT["pair_t"] > 0.5, x, 0.0), present
+    present = finite.reshape(-1, NUM_POINTS, 2).amin(-1)
+    return torch.where(present[:, LAYOUT["point_of_coord"]] > 0.5, x, 0.0), present
 
 
 def _normalize(x):
@@ -106,8 +104,8 @@ def _normalize(x):
     shoulders = x @ LAYOUT["shoulders"] / n_shoulders.clamp_min(1)
     center = torch.where(n_hips > 0, hips, shoulders)
     torso = torch.linalg.vector_norm(shoulders - hips, dim=1, keepdim=True) * (n_hips * n_shoulders > 0)
-    centered = (x - center @ LAYOUT["spread_xy"]) * (present @ LAYOUT["pair_t"])
-    spread = ((centered * centered) @ LAYOUT["pair"]).amax(1, keepdim=True).sqrt()
+    centered = (x - center @ LAYOUT["spread_xy"]) * present[:, LAYOUT["point_of_coord"]]
+    spread = (centered * centered).reshape(-1, NUM_POINTS, 2).sum(-1).amax(1, keepdim=True).sqrt()
     size = torch.maximum(torso * TORSO_MULTIPLIER, spread)
     placed = (n_hips + n_shoulders > 0) & (size > 1e-8)
     return centered / size.clamp_min(1e-8), present * placed, placed
@@ -130,7 +128,7 @@ def normalize_keypoints(x):
     changes nothing.
     """
     z, present, _ = _normalize(x.reshape(-1, NUM_COORDS))
-    return torch.where(present @ LAYOUT["pair_t"] > 0.5, z, math.nan).reshape(x.shape)
+    return torch.where(present[:, LAYOUT["point_of_coord"]] > 0.5, z, math.nan).reshape(x.shape)
 
 
 # keypoints (missing: 0), cos and sin of each joint angle (0 when a point of it is missing),
@@ -143,7 +141,9 @@ NUM_FEATURES = NUM_COORDS + 2 * len(JOINT_ANGLES) + NUM_POINTS
 
 def _features(z, present):
     """Normalized keypoints (0 where missing) and presence -> (N, 58) features."""
-    u, v, v_turned = z @ LAYOUT["u"], z @ LAYOUT["v"], z @ LAYOUT["v_turned"]    # (N, 16) each
+    joint = z[:, LAYOUT["joint"]]
+    u, v = z[:, LAYOUT["end_a"]] - joint, z[:, LAYOUT["end_b"]] - joint      # (N, 16): each angle's two arms
+    v_turned = v[:, LAYOUT["swap_xy"]] * LAYOUT["turn_sign"]                 # v turned by -90 degrees: (vy, -vx)
     pair = LAYOUT["pair_angles"]
     lengths = ((u * u) @ pair).sqrt().clamp_min(1e-6) * ((v * v) @ pair).sqrt().clamp_min(1e-6)
     whole = (present @ LAYOUT["angle_points"] > 2.5).float() / lengths

@@ -76,7 +76,8 @@ def test_report_and_json_hold_every_figure(models, trained, tmp_path):
                  "COMPARISON REPORT: EXECUTION MODELS", "File Size Comparison:", "  Original: ", "  Quantized: ",
                  "  Size Reduction: ", "held-out samples", "Agreement: ", "latency p50", "latency p95",
                  "throughput", "per single sample (p50) on this machine", "Project targets for INT8:",
-                 "file at most 30% of FP32", "SUMMARY"]:
+                 "file at most 30% of FP32", "SUMMARY", "Call floor", "the time of ONNX Runtime's cheapest call",
+                 "Deploy, by this run's figures: "]:
         assert text in out, text
     data = json.loads(report.read_text())
     assert set(data) == {"stance", "execution"}
@@ -89,6 +90,8 @@ def test_report_and_json_hold_every_figure(models, trained, tmp_path):
         assert f["int8"]["size_bytes"] == os.path.getsize(models / f"{category}_int8.onnx")
         assert 0 <= f["agreement"] <= 1
         assert f"Original: {f['fp32']['size_bytes'] / 1e6:.2f} MB" in out
+        assert 0 < f["call_floor_p50_us"] < f["fp32"]["latency_p50_us"]         # the floor model is in the JSON
+        assert f"is {f['fp32']['size_bytes'] / f['int8']['size_bytes']:.1f}x smaller" in out
         # per recording: 3 frames per clip, clips kept whole by train.py's split
         assert f["n_val_clips"] * 3 == f["n_val"] and 0 <= f["clips_changed"] <= f["n_val_clips"]
         assert all(0 <= f[key]["clip_accuracy_val"] <= 1 for key in ("fp32", "int8"))
@@ -198,3 +201,12 @@ def test_a_model_giving_nan_for_missing_points_fails_its_check():
     assert check["agreement"] == 1 and check["max_probability_diff"] == 0
     with pytest.raises(quantize.ModelError, match="b.onnx: gives probabilities that are not finite"):
         quantize.missing_point_check([Session(0.5), Session(np.nan)], ("a.onnx", "b.onnx"), x)
+
+
+def test_the_feature_arithmetic_stays_fp32_and_only_the_network_is_int8(models, trained):
+    assert run(models, trained["data"], "--categories", "stance")[0] == 0
+    int8 = onnx.load(models / "stance_int8.onnx")
+    exact = quantize.feature_nodes(int8)           # MatMuls with 0/1/-1 weights: sums of coordinates
+    assert len(exact) >= 6 and all(n.op_type == "MatMul" for n in int8.graph.node if n.name in exact)
+    quantized = [n for n in int8.graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
+    assert len(quantized) >= 4                     # stem, the block's two layers, the head
