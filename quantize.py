@@ -413,7 +413,7 @@ def main(argv=None):
         return 1
     for path in models.values():
         print(f"✓ Found {os.path.relpath(path)}")
-    train.remove_stale_temps(args.models_dir)
+    train.report_stale_temps(args.models_dir)
     results, failed = {}, []
     try:
         for category, path in models.items():

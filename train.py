@@ -665,9 +665,10 @@ def remove_stale_temps(folder):
         return 0
     removed = 0
     for name in names:
-        match = re.match(rf"{re.escape(TEMP_PREFIX)}(\d+)-", name)
+        ours = re.match(rf"{re.escape(TEMP_PREFIX)}(\d+)-", name)
+        left_by_dead_run = ours and not pid_alive(int(ours.group(1)))
         legacy = re.fullmatch(r"\.[^.]+\.[A-Za-z0-9_]{8}\.(pt|onnx)", name)
-        if match and pid_alive(int(match.group(1))) or not (match or legacy):
+        if not (left_by_dead_run or legacy):
             continue
         try:
             os.remove(os.path.join(folder, name))
@@ -675,6 +676,12 @@ def remove_stale_temps(folder):
         except OSError:
             pass
     return removed
+
+
+def report_stale_temps(folder):
+    removed = remove_stale_temps(folder)
+    if removed:
+        print(f"Removed {removed} temporary file(s) that an interrupted run left in {folder}", file=sys.stderr)
 
 
 def pid_alive(pid):
@@ -1125,7 +1132,7 @@ def main(argv=None):
             categories = args.categories
         if not args.cv:
             check_writable(args.models_dir)
-            remove_stale_temps(args.models_dir)
+            report_stale_temps(args.models_dir)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
