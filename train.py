@@ -1087,10 +1087,10 @@ def parse_args(argv=None):
     p.add_argument("--val-split", type=float, default=0.2, help="validation fraction (default: 0.2)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="mirror (left/right swapped), rotate, stretch and jitter training batches (default: on)")
-    p.add_argument("--drop-joints", type=float, default=0.5, metavar="P",
+    p.add_argument("--drop-joints", type=float, default=0.25, metavar="P",
                    help="joint dropout: the probability that a training sample loses points the way real "
                         "recordings do (random points, a limb, a side, the legs or the arms); 0 turns it off, "
-                        "and so does --no-augment (default: 0.5)")
+                        "and so does --no-augment (default: 0.25)")
     p.add_argument("--min-visibility", type=float, default=MIN_VISIBILITY, metavar="V",
                    help="a landmark whose visibility (33-landmark rows, or a sample's `visibility` list) is "
                         f"below V counts as missing; 0 keeps every guess (default: {MIN_VISIBILITY:g})")
