@@ -360,10 +360,20 @@ def make_clip(rng, category, correct, n_frames):
     return clean, noisy
 
 
-def synthesize(category, seed):
-    """All samples of one category: a list of dicts in the sample format, with exact counts."""
+def class_counts(category, samples=None):
+    """(correct, incorrect): the bundled counts, or `samples` split in the bundled proportions."""
+    correct, incorrect = COUNTS[category]
+    if samples is None:
+        return correct, incorrect
+    n_correct = round(samples * correct / (correct + incorrect))
+    return n_correct, samples - n_correct
+
+
+def synthesize(category, seed, samples=None):
+    """All samples of one category: a list of dicts in the sample format, with exact counts
+    (the bundled ones, or `samples` in the bundled proportions)."""
     rng = np.random.default_rng([seed, ["stance", "execution"].index(category)])
-    need = dict(zip((1, 0), COUNTS[category]))
+    need = dict(zip((1, 0), class_counts(category, samples)))
     samples, clip_no = [], 0
     while need[0] or need[1]:
         target = 1 if need[1] >= need[0] else 0       # keep both classes filling evenly
@@ -410,13 +420,19 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)),
                         help="output folder (default: the folder of this script)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--samples", type=int, metavar="N",
+                        help="samples per category, correct and incorrect in the bundled proportions, e.g. "
+                             "100000 for a large dataset (default: the bundled counts, "
+                             f"{' and '.join(str(sum(c)) for c in COUNTS.values())})")
     args = parser.parse_args(argv)
+    if args.samples is not None and args.samples < 4:
+        parser.error("--samples must be at least 4 (two of each class)")
     for category in ("stance", "execution"):
         folder = os.path.join(args.out, category)
         if os.path.isdir(folder) and any(f.endswith(".json") for _, _, fs in os.walk(folder) for f in fs):
             sys.exit(f"{folder}: already holds samples; choose an empty --out folder")
     for category in ("stance", "execution"):
-        samples = synthesize(category, args.seed)
+        samples = synthesize(category, args.seed, args.samples)
         write(samples, args.out)
         print(f"{category}: rule-checker accuracy {100 * rule_checker_accuracy(samples):.1f}% (ceiling)")
 

@@ -131,3 +131,15 @@ def test_rule_checker_accuracy_is_a_real_ceiling():
     for category in ("stance", "execution"):
         samples = synthesize.synthesize(category, 0)
         assert 0.90 <= synthesize.rule_checker_accuracy(samples) < 1.0
+
+
+def test_samples_writes_n_per_category_in_the_bundled_proportions(tmp_path):
+    run = subprocess.run([sys.executable, os.path.join(DATA, "synthesize.py"), "--out", str(tmp_path),
+                          "--samples", "300"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    for category, (correct, incorrect) in synthesize.COUNTS.items():
+        n_correct = len(os.listdir(tmp_path / category / f"correct {category}"))
+        n_incorrect = len(os.listdir(tmp_path / category / f"incorrect {category}"))
+        assert n_correct + n_incorrect == 300
+        assert n_correct == round(300 * correct / (correct + incorrect))
+    assert synthesize.class_counts("stance") == synthesize.COUNTS["stance"]      # default: the bundled counts

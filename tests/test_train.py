@@ -434,3 +434,24 @@ def test_cv_prints_one_table_with_peers_and_writes_json(tmp_path, capsys, datase
         assert 0 <= r["std"] and 0 <= r["mean"] <= 1
     assert data["PoseClassifier"]["mean"] >= 0.9        # the toy poses are easy to tell apart
     assert not os.path.exists(os.path.join(dataset, "..", "models"))
+
+
+def test_the_svc_peer_is_fitted_on_a_stratified_subsample_above_its_limit(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(train, "SVC_MAX_TRAIN", 20)
+    data = build_dataset(tmp_path / "d")
+    assert run_main("--data-dir", data, "--cv", "3", "--epochs", "1", "--json", tmp_path / "cv.json") == 0
+    assert "SVC (RBF): fitted on a stratified subsample of 20 training frames per fold" in capsys.readouterr().out
+    results = json.loads((tmp_path / "cv.json").read_text())["stance"]
+    assert results["SVC (RBF)"]["fitted_on_subsample"] == 20
+    assert all(r["fitted_on_subsample"] is None for name, r in results.items() if name != "SVC (RBF)")
+    ds = train.Dataset(data, "stance")
+    rows = train.peer_training_rows("SVC (RBF)", np.arange(48), ds.y, 0)
+    assert len(rows) == 20 and (ds.y[rows] == 1).sum() == 10          # stratified: the classes keep their shares
+
+
+def test_loading_shows_a_progress_bar_per_class_folder(tmp_path, monkeypatch):
+    seen = []
+    real = train._progress
+    monkeypatch.setattr(train, "_progress", lambda it, **kw: seen.append(kw.get("desc")) or real(it, **kw))
+    train.Dataset(build_dataset(tmp_path / "d"), "stance")
+    assert seen == ["Loading incorrect stance", "Loading correct stance"]      # label 0, then 1
