@@ -151,52 +151,52 @@ def extract_image(path, cv2, pose_module, args):
     return [(clip_id(path), 0, 0.0, marks)], 1, 0
 
 
-def write_samples(folder, source, samples, args):
-    """Write one source's samples, then swap them in for that source's earlier ones: they go
-    to a hidden temporary folder first, so a failure leaves the earlier samples as they were."""
+def read_sources(folder):
+    """{sample file name: its source path} of the samples already in folder, read once per run
+    (a file that is not one of ours maps to None and is never touched)."""
+    sources = {}
+    for name in os.listdir(folder):
+        if name.endswith(".json") and not name.startswith("."):
+            try:
+                with open(os.path.join(folder, name)) as f:
+                    sources[name] = json.load(f).get("source")
+            except (OSError, ValueError, AttributeError):
+                sources[name] = None
+    return sources
+
+
+def write_samples(folder, source, samples, args, sources):
+    """Write one source's samples, then swap them in for that source's earlier ones (the same
+    clip id, or the same source path if the file was edited since). They go to a hidden
+    temporary folder first, so a failure leaves the earlier samples as they were. `sources`
+    (read_sources) is kept up to date."""
+    source = os.path.abspath(source)
     try:
-        os.makedirs(folder, exist_ok=True)
         staging = tempfile.mkdtemp(prefix=".extract-", dir=folder)
     except OSError as e:
         raise InputError(f"{folder}: cannot write samples there ({e.strerror or e.__class__.__name__})")
     try:
-        names = []
+        names = set()
         for clip, index, seconds, marks in samples:
             name = f"{clip}_{index:06d}.json"
             sample = {"keypoints": marks, "label": LABELS[args.label], "category": args.category,
-                      "timestamp": seconds, "clip": clip, "source": os.path.abspath(source), "frame": index}
+                      "timestamp": seconds, "clip": clip, "source": source, "frame": index}
             with open(os.path.join(staging, name), "w") as f:
                 json.dump(sample, f)
-            names.append(name)
-        for name in earlier_samples(folder, os.path.abspath(source), {s[0] for s in samples}):
-            if name not in names:
-                os.remove(os.path.join(folder, name))
+            names.add(name)
+        clips = {s[0] for s in samples}
+        earlier = {n for n, src in sources.items() if src == source or n.rsplit("_", 1)[0] in clips}
+        for name in earlier - names:
+            os.remove(os.path.join(folder, name))
+            del sources[name]
         for name in names:
             os.replace(os.path.join(staging, name), os.path.join(folder, name))
+            sources[name] = source
     except OSError as e:
         raise InputError(f"{folder}: cannot write samples there ({e.strerror or e.__class__.__name__})")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return len(names)
-
-
-def earlier_samples(folder, source, clips):
-    """Sample files in folder from an earlier extraction of the same source: the same clip id,
-    or (the file was edited since) the same source path."""
-    found = []
-    for name in os.listdir(folder):
-        if not name.endswith(".json") or name.startswith("."):
-            continue
-        if name.rsplit("_", 1)[0] in clips:
-            found.append(name)
-            continue
-        try:
-            with open(os.path.join(folder, name)) as f:
-                if json.load(f).get("source") == source:
-                    found.append(name)
-        except (OSError, ValueError, AttributeError):
-            pass                                   # not one of ours: leave it alone
-    return found
 
 
 # ----------------------------------------------------------------------------- main
@@ -242,6 +242,7 @@ def main(argv=None):
         print(f"error: {folder}: cannot write samples there ({e.strerror or e.__class__.__name__}); "
               f"nothing extracted", file=sys.stderr)
         return 1
+    sources = read_sources(folder)
     failed, written, frames, seconds = [], 0, 0, 0.0
     for path in find_inputs(args.inputs):
         try:
@@ -257,7 +258,7 @@ def main(argv=None):
             else:
                 samples, sampled, hidden = extract_image(path, cv2, pose_module, args)
             elapsed = time.perf_counter() - start
-            n = write_samples(folder, path, samples, args)
+            n = write_samples(folder, path, samples, args, sources)
             written += n
             frames, seconds = frames + sampled, seconds + elapsed
             if kind == "video":

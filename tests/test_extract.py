@@ -1,6 +1,7 @@
 """MediaPipe_Dataset/extract.py: a real person on video and in a photo, the sample format,
 stable clip ids, skipped frames, bad inputs, and the round trip into train.py."""
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -31,7 +32,7 @@ def test_without_the_video_extra_it_says_what_to_install(tmp_path, monkeypatch, 
 
 
 needs_video = pytest.mark.skipif(
-    any(__import__("importlib").util.find_spec(m) is None for m in ("mediapipe", "cv2")),
+    any(importlib.util.find_spec(m) is None for m in ("mediapipe", "cv2")),
     reason="the video extra is not installed here (pip install -r requirements-video.txt); CI installs it")
 
 

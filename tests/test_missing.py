@@ -7,6 +7,7 @@ import math
 import os
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -238,9 +239,10 @@ def test_onnx_takes_nan_and_matches_pytorch_with_points_missing(legless):
         expected = torch.softmax(model(torch.from_numpy(x)), 1).numpy()
     assert np.isfinite(got).all() and np.abs(got - expected).max() <= 1e-5
     np.testing.assert_allclose(got[np.isnan(x).all(1)], 0.5, atol=1e-6)
-    nodes = {n.op_type for n in __import__("onnx").load(legless["models"] / "stance.onnx").graph.node}
+    proto = onnx.load(legless["models"] / "stance.onnx")
+    nodes = {n.op_type for n in proto.graph.node}
     assert "IsNaN" in nodes and "Where" in nodes            # the graph handles missing points itself
-    meta = {p.key: p.value for p in __import__("onnx").load(legless["models"] / "stance.onnx").metadata_props}
+    meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["min_visibility"] == "0.5" and "NaN" in meta["missing_points"]
 
 
