@@ -96,9 +96,11 @@ def quantize(src, dst, per_channel):
             temps.append(train.temp_path(folder, os.path.basename(dst) + suffix))
         pre, out = temps
         quant_pre_process(src, pre, skip_symbolic_shape=True)
-        quantize_dynamic(pre, out, weight_type=QuantType.QInt8, per_channel=per_channel,
-                         nodes_to_exclude=feature_nodes(onnx.load(pre)))
+        # quantize_dynamic turns each Gemm into <name>_MatMul and an Add before quantizing
+        exact = [name + suffix for name in feature_nodes(onnx.load(pre)) for suffix in ("", "_MatMul")]
+        quantize_dynamic(pre, out, weight_type=QuantType.QInt8, per_channel=per_channel, nodes_to_exclude=exact)
         proto = onnx.load(out)
+        store_layout_as_float16(proto)
         del proto.graph.value_info[:]       # shape notes for the quantizer; ONNX Runtime infers them again
         del proto.metadata_props[:]
         proto.metadata_props.extend(onnx.load(src).metadata_props)
@@ -111,13 +113,36 @@ def quantize(src, dst, per_channel):
                 os.remove(temp)
 
 
+def layout_weights(proto):
+    """Names of the initializers that are the layout's constant matrices (train.LAYOUT, or
+    their negatives): sums and differences of coordinates, not learned weights."""
+    layout = [m.numpy() for m in train.LAYOUT.values() if m.is_floating_point() and m.dim() == 2]
+    is_layout = lambda w: any(w.shape == m.shape and (np.array_equal(w, m) or np.array_equal(w, -m)) for m in layout)
+    return {i.name for i in proto.graph.initializer if is_layout(onnx.numpy_helper.to_array(i))}
+
+
 def feature_nodes(proto):
-    """Names of the MatMuls that compute the model's features from the keypoints: their weights
-    are the layout's matrices of 0, 1 and -1 (sums and differences of coordinates). They stay
-    FP32: INT8 would blur exact coordinate arithmetic, and they are too small to gain from it."""
-    weights = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
-    return [n.name for n in proto.graph.node if n.op_type == "MatMul"
-            and any(name in weights and np.isin(weights[name], (-1, 0, 1)).all() for name in n.input)]
+    """Names of the MatMuls and Gemms that compute the model's features from the keypoints
+    (their weights are layout_weights). They stay FP32: INT8 would blur exact coordinate
+    arithmetic, and they are too small to gain from it."""
+    layout = layout_weights(proto)
+    return [n.name for n in proto.graph.node if n.op_type in ("MatMul", "Gemm") and layout & set(n.input)]
+
+
+def store_layout_as_float16(proto):
+    """Store the layout's matrices as float16, cast back to float32 by a Cast node that ONNX
+    Runtime folds away when it loads the model: half the bytes, nothing per call. Exact:
+    their values are 0, +-1, 0.5, 2.5 and powers of two."""
+    casts = []
+    for init in proto.graph.initializer:
+        if init.name in layout_weights(proto):
+            w = onnx.numpy_helper.to_array(init)
+            assert np.array_equal(w.astype(np.float16).astype(np.float32), w)
+            casts.append(onnx.helper.make_node("Cast", [init.name + "_fp16"], [init.name], to=onnx.TensorProto.FLOAT))
+            init.CopyFrom(onnx.numpy_helper.from_array(w.astype(np.float16), init.name + "_fp16"))
+    nodes = casts + list(proto.graph.node)      # the casts before the nodes that use them
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
 
 
 # ----------------------------------------------------------------------------- measurement

@@ -57,63 +57,83 @@ NORMALIZATION = ("center on the hip midpoint (one hip, or the shoulders, when th
 # placed (no shoulder and no hip) or sized (all present points at one place) is all NaN
 # after normalization, and PoseClassifier answers [0.5, 0.5] for it.
 #
-# The arithmetic is written as products with small constant matrices and gathers with index
-# lists (below), so that the ONNX graph stays a few dozen nodes (each ONNX Runtime node
-# costs about 0.3 us per call, more than this model's arithmetic) and its constants a few
-# kilobytes (they stay FP32 in the INT8 file): sums of chosen points are one MatMul each.
+# The arithmetic is written as products with small constant matrices (each sum of chosen
+# points is one MatMul) and vectorized over all points and angles, so that the ONNX graph
+# stays small: each ONNX Runtime node costs 0.2-0.35 us per call, more than this model's
+# arithmetic (README "Speed").
 JOINT_ANGLES = [(2, 3, 4), (5, 6, 7), (8, 9, 10), (11, 12, 13), (8, 2, 3), (11, 5, 6), (2, 8, 9), (5, 11, 12)]
+NUM_ANGLES = len(JOINT_ANGLES)
+# The centre is a weighted mean of the hips and shoulders that are there, a shoulder
+# weighing 2^-21 as much as a hip: the hips' midpoint whenever there is a hip (off by less
+# than 1e-6 of the pose size), the shoulders' midpoint when there is none. Powers of two,
+# large enough that every partial sum of the weights is exact in float32, keep "no hip and
+# no shoulder" an exact 0/0, so that such a pose comes out unplaced.
+SHOULDER_WEIGHT = 2.0 ** -21
 
 
 def _layout_matrices():
-    """Constant matrices and index lists over the 28 coordinates (x0, y0, x1, ...)."""
-    xy = np.tile(np.eye(2), NUM_POINTS)                             # (2, 28): (x, y) -> every point
-    m = {"spread_xy": xy}
-    for name, points in (("hips", (R_HIP, L_HIP)), ("shoulders", (R_SHOULDER, L_SHOULDER))):
-        m[name] = xy.T * np.isin(np.arange(NUM_COORDS) // 2, points)[:, None]      # (28, 2): x, y sums
-        m[name + "_count"] = np.isin(np.arange(NUM_POINTS), points)[:, None] * 1.0  # (14, 1)
-    m["pair_angles"] = np.kron(np.eye(len(JOINT_ANGLES)), np.ones((2, 1)))         # (16, 8): x + y per angle
-    m["angle_points"] = np.zeros((NUM_POINTS, len(JOINT_ANGLES)))                  # (14, 8): an angle's 3 points
-    for k, points in enumerate(JOINT_ANGLES):
-        m["angle_points"][list(points), k] = 1
-    m["turn_sign"] = np.tile([1.0, -1.0], len(JOINT_ANGLES))                       # (vy, vx) -> (vy, -vx)
+    """Constant matrices over the 28 coordinates (x0, y0, x1, ...) for _normalize and _features."""
+    point = np.arange(NUM_COORDS) // 2
+    xy = np.tile(np.eye(2), NUM_POINTS)                                     # (2, 28): (x, y) -> every point
+    hips, shoulders = np.isin(point, (R_HIP, L_HIP)), np.isin(point, (R_SHOULDER, L_SHOULDER))
+    weight = hips + SHOULDER_WEIGHT * shoulders
+    in_angle = np.array([[p in angle for angle in JOINT_ANGLES] for p in point], dtype=float)
+    m = {"spread_xy": xy,
+         "center_sum": xy.T * weight[:, None],                              # (28, 2): weighted x, y sums
+         "center_missing": weight[:, None] / 2,                             # (28, 1): weight of missing points
+         "center_all": np.array([weight.sum() / 2]),                        # weight of all hips and shoulders
+         "torso_sum": xy.T * shoulders[:, None] * TORSO_MULTIPLIER,         # (28, 2): 2.5 x shoulder sums
+         "shoulders_missing": shoulders[:, None] / 2,                       # (28, 1): missing shoulders
+         "shoulders_all": np.array([2 + 2.0 ** -20]),                       # 2, and no 0/0 without shoulders
+         "point_sum": np.kron(np.eye(NUM_POINTS + 1), np.ones((2, 1))),     # (30, 15): x^2 + y^2 per point
+         "angle_missing": np.tile(in_angle / 2, 2)}                         # (28, 16): missing points per angle
+    # Each angle's arms u = a - joint and v = b - joint, and v turned by -90 degrees (vy, -vx):
+    # left = [u, u] and right = [v, v turned], so that x + y of left * right is [u.v, u x v].
+    arm = lambda ends: np.eye(NUM_COORDS)[:, [2 * e + c for e in ends for c in (0, 1)]]
+    ends_a, joints, ends_b = ([angle[i] for angle in JOINT_ANGLES] for i in range(3))
+    u, v = arm(ends_a) - arm(joints), arm(ends_b) - arm(joints)
+    turned = np.stack([v[:, 1::2], -v[:, 0::2]], -1).reshape(NUM_COORDS, -1)
+    m.update(angle_left=np.hstack([u, u]), angle_right=np.hstack([v, turned]),    # (28, 32) each
+             pair_sum=np.kron(np.eye(2 * NUM_ANGLES), np.ones((2, 1))),           # (32, 16)
+             norm_sum=np.tile(np.eye(NUM_ANGLES), (2, 2)))                        # (16, 16): dot^2 + cross^2
     layout = {name: torch.tensor(matrix, dtype=torch.float32) for name, matrix in m.items()}
-    # Index lists (Gather in ONNX: a few bytes, where a 28-column matrix costs kilobytes in every file)
-    coords = lambda points: torch.tensor([2 * p + c for p in points for c in (0, 1)])
-    ends_a, joints, ends_b = ([j[i] for j in JOINT_ANGLES] for i in range(3))
-    layout.update(point_of_coord=torch.arange(NUM_COORDS) // 2, end_a=coords(ends_a), joint=coords(joints),
-                  end_b=coords(ends_b), swap_xy=torch.arange(2 * len(JOINT_ANGLES)) ^ 1)
+    layout["swap_xy"] = torch.arange(NUM_COORDS) ^ 1                     # an index list: Gather in ONNX
     return layout
 
 
 LAYOUT = _layout_matrices()
 
 
-def _presence(x):
-    """(N, 28) keypoints -> (keypoints with 0 for missing, (N, 14) presence as 0/1 floats).
-    A point is present when both its coordinates are finite (x - x is NaN for NaN and inf)."""
-    finite = (~torch.isnan(x - x)).float()
-    present = finite.reshape(-1, NUM_POINTS, 2).amin(-1)
-    return torch.where(present[:, LAYOUT["point_of_coord"]] > 0.5, x, 0.0), present
+def _missing(x):
+    """(N, 28) keypoints -> (N, 28) bool, True at both coordinates of a point that has a
+    coordinate that is not finite (x - x is NaN for NaN and inf)."""
+    d = x - x
+    return torch.isnan(d + d[:, LAYOUT["swap_xy"]])
 
 
 def _normalize(x):
-    """(N, 28) -> (normalized keypoints, 0 where missing; presence (N, 14); placed (N, 1) bool)."""
-    x, present = _presence(x)
-    n_hips, n_shoulders = present @ LAYOUT["hips_count"], present @ LAYOUT["shoulders_count"]
-    hips = x @ LAYOUT["hips"] / n_hips.clamp_min(1)
-    shoulders = x @ LAYOUT["shoulders"] / n_shoulders.clamp_min(1)
-    center = torch.where(n_hips > 0, hips, shoulders)
-    torso = torch.linalg.vector_norm(shoulders - hips, dim=1, keepdim=True) * (n_hips * n_shoulders > 0)
-    centered = (x - center @ LAYOUT["spread_xy"]) * present[:, LAYOUT["point_of_coord"]]
-    spread = (centered * centered).reshape(-1, NUM_POINTS, 2).sum(-1).amax(1, keepdim=True).sqrt()
-    size = torch.maximum(torso * TORSO_MULTIPLIER, spread)
-    placed = (n_hips + n_shoulders > 0) & (size > 1e-8)
-    return centered / size.clamp_min(1e-8), present * placed, placed
+    """(N, 28) -> (normalized keypoints, 0 where missing; (N, 28) missing flags as 0/1 floats;
+    placed (N, 1) bool: False for a pose with no shoulder and no hip, or all at one place)."""
+    missing = _missing(x)
+    flags = missing.float()
+    x0 = torch.where(missing, 0.0, x)
+    # Centre (0/0 without hips and shoulders), then 2.5 x the torso: the shoulders' midpoint
+    # seen from the centre, 0 when the centre is the shoulders or there is no shoulder.
+    center = x0 @ LAYOUT["center_sum"] / torch.addmm(LAYOUT["center_all"], flags, -LAYOUT["center_missing"])
+    centered = torch.where(missing, 0.0, x - center @ LAYOUT["spread_xy"])
+    torso = centered @ LAYOUT["torso_sum"] / torch.addmm(LAYOUT["shoulders_all"], flags, -LAYOUT["shoulders_missing"])
+    # Size: the largest distance from the centre of a present point or of 2.5 x the torso.
+    ends = torch.cat([centered, torso], 1)
+    size2 = ((ends * ends) @ LAYOUT["point_sum"]).amax(1, keepdim=True)
+    placed = size2 > 1e-16               # False for NaN too
+    # 0, not NaN, for a pose that cannot be placed: dynamic INT8 quantizes each batch with one
+    # scale, and a NaN would spoil the other frames of its batch.
+    return torch.where(placed, centered / size2.sqrt(), 0.0), flags, placed
 
 
 def present_points(x):
     """(..., 28) keypoints -> (N, 14) bool: which points are there (both coordinates finite)."""
-    return _presence(x.reshape(-1, NUM_COORDS))[1] > 0
+    return ~_missing(x.reshape(-1, NUM_COORDS))[:, 0::2]
 
 
 def normalize_keypoints(x):
@@ -127,35 +147,34 @@ def normalize_keypoints(x):
     NaN, and a pose that cannot be placed or sized comes out all NaN. Applying it twice
     changes nothing.
     """
-    z, present, _ = _normalize(x.reshape(-1, NUM_COORDS))
-    return torch.where(present[:, LAYOUT["point_of_coord"]] > 0.5, z, math.nan).reshape(x.shape)
+    z, flags, placed = _normalize(x.reshape(-1, NUM_COORDS))
+    return torch.where((flags > 0.5) | ~placed, math.nan, z).reshape(x.shape)
 
 
 # keypoints (missing: 0), cos and sin of each joint angle (0 when a point of it is missing),
-# and the presence mask, so that the model knows a 0 that is missing from one that is there.
-# The angles are at the elbows, knees, shoulders (hip-shoulder-elbow) and hips
-# (shoulder-hip-knee): form rules are mostly about them, and near 180 degrees a small bend
-# hardly moves the coordinates.
-NUM_FEATURES = NUM_COORDS + 2 * len(JOINT_ANGLES) + NUM_POINTS
+# and the missing flags (both coordinates of a point), so that the model knows a 0 that is
+# missing from one that is there. The angles are at the elbows, knees, shoulders
+# (hip-shoulder-elbow) and hips (shoulder-hip-knee): form rules are mostly about them, and
+# near 180 degrees a small bend hardly moves the coordinates.
+NUM_FEATURES = NUM_COORDS + 2 * NUM_ANGLES + NUM_COORDS
 
 
-def _features(z, present):
-    """Normalized keypoints (0 where missing) and presence -> (N, 58) features."""
-    joint = z[:, LAYOUT["joint"]]
-    u, v = z[:, LAYOUT["end_a"]] - joint, z[:, LAYOUT["end_b"]] - joint      # (N, 16): each angle's two arms
-    v_turned = v[:, LAYOUT["swap_xy"]] * LAYOUT["turn_sign"]                 # v turned by -90 degrees: (vy, -vx)
-    pair = LAYOUT["pair_angles"]
-    lengths = ((u * u) @ pair).sqrt().clamp_min(1e-6) * ((v * v) @ pair).sqrt().clamp_min(1e-6)
-    whole = (present @ LAYOUT["angle_points"] > 2.5).float() / lengths
-    cos, sin = ((u * v) @ pair) * whole, ((u * v_turned) @ pair) * whole   # sin: sensitive where cos is flat
-    return torch.cat([z, cos, sin, present], dim=1)
+def _features(z, flags):
+    """Normalized keypoints (0 where missing) and missing flags -> (N, 72) features."""
+    dot_cross = ((z @ LAYOUT["angle_left"]) * (z @ LAYOUT["angle_right"])) @ LAYOUT["pair_sum"]
+    # |u| |v| = sqrt((u.v)^2 + (u x v)^2) in the plane; an arm of length 0 gives cos = sin = 0
+    lengths = torch.addmm(torch.tensor([1e-24]), dot_cross * dot_cross, LAYOUT["norm_sum"]).sqrt()
+    whole = torch.relu(torch.addmm(torch.tensor([1.0]), flags, -LAYOUT["angle_missing"]))  # 1: no point missing
+    return torch.cat([z, dot_cross / lengths * whole, flags], dim=1)
 
 
 def pose_features(z):
-    """Normalized keypoints (N, 28), NaN where missing -> (N, 58) finite features: the
+    """Normalized keypoints (N, 28), NaN where missing -> (N, 72) finite features: the
     keypoints (0 where missing), cos and sin of each joint angle (0 where a point of the
-    angle is missing) and the 14 presence flags."""
-    return _features(*_presence(z.reshape(-1, NUM_COORDS)))
+    angle is missing) and the missing flags (1 for both coordinates of a missing point)."""
+    z = z.reshape(-1, NUM_COORDS)
+    missing = _missing(z)
+    return _features(torch.where(missing, 0.0, z), missing.float())
 
 
 class KeypointNormalizer:
@@ -212,8 +231,8 @@ class PoseClassifier(nn.Module):
                                   nn.Dropout(dropout), nn.Linear(head, num_classes))
 
     def forward(self, x):
-        z, present, placed = _normalize(x)
-        logits = self.head(self.blocks(self.stem(_features(z, present))))
+        z, flags, placed = _normalize(x)
+        logits = self.head(self.blocks(self.stem(_features(z, flags))))
         return torch.where(placed, logits, 0.0)
 
 
@@ -510,10 +529,30 @@ def drop_points(p, rate, generator):
     return torch.where(drop[..., None], torch.full_like(p, math.nan), p)
 
 
-def make_batches(n, batch_size, generator):
-    """Shuffled index batches covering 0..n-1 once; a last batch of one sample joins the one
-    before it, since batch norm cannot train on a single sample."""
-    order = torch.randperm(n, generator=generator)
+# Training that scales (chosen by cross-validation, see README "Training on large datasets"):
+# with the default --batch-size auto, an epoch is at most MAX_STEPS_PER_EPOCH batches. The
+# batch is 32 up to 32 x that many samples and grows with the data up to MAX_AUTO_BATCH;
+# beyond that, each epoch is a fresh random subset of MAX_STEPS_PER_EPOCH x MAX_AUTO_BATCH
+# samples, so that training time stops growing with the data.
+MIN_AUTO_BATCH = 32
+MAX_STEPS_PER_EPOCH = 250
+MAX_AUTO_BATCH = 256
+
+
+def batch_plan(n, batch_size=None):
+    """(batch size, samples per epoch) for n training samples: --batch-size auto (None) as
+    above; a given batch size covers all n samples every epoch."""
+    if batch_size:
+        return batch_size, n
+    batch = min(MAX_AUTO_BATCH, max(MIN_AUTO_BATCH, math.ceil(n / MAX_STEPS_PER_EPOCH)))
+    return batch, min(n, batch * MAX_STEPS_PER_EPOCH)
+
+
+def make_batches(n, batch_size, generator, epoch_size=None):
+    """Shuffled index batches covering epoch_size (default: all n) of 0..n-1 once, a fresh
+    random subset each call; a last batch of one sample joins the one before it, since
+    batch norm cannot train on a single sample."""
+    order = torch.randperm(n, generator=generator)[:epoch_size]
     batches = list(torch.split(order, batch_size))
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches[-2:] = [torch.cat(batches[-2:])]
@@ -550,13 +589,14 @@ def fit(X_train, y_train, X_val, y_val, args, log=None):
         # 98% with 2 points removed).
         xv_removed = torch.from_numpy(remove_points(X_val, 2, np.random.default_rng(args.seed))).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    steps_per_epoch = math.ceil(len(xt) / args.batch_size)
+    batch_size, epoch_size = batch_plan(len(xt), args.batch_size)
+    steps_per_epoch = math.ceil(epoch_size / batch_size)
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs * steps_per_epoch)
                  if args.schedule == "cosine" else None)
     history, best, best_key, best_state = [], 0, None, None
     for epoch in range(1, args.epochs + 1):
         model.train()
-        batches = make_batches(len(xt), args.batch_size, gen)
+        batches = make_batches(len(xt), batch_size, gen, epoch_size)
         total_loss = correct = 0
         bar = _progress(batches, desc=f"Epoch {epoch}/{args.epochs}", leave=False, unit="batch", disable_if=log is None)
         for idx in bar:
@@ -572,7 +612,7 @@ def fit(X_train, y_train, X_val, y_val, args, log=None):
                 scheduler.step()
             total_loss += loss.item() * len(idx)
             correct += (logits.argmax(1) == yb).sum().item()
-        record = {"epoch": epoch, "train_loss": total_loss / len(xt), "train_acc": correct / len(xt)}
+        record = {"epoch": epoch, "train_loss": total_loss / epoch_size, "train_acc": correct / epoch_size}
         history.append(record)
         if not select:
             continue
@@ -628,12 +668,22 @@ def export_onnx(model, path, metadata, opset=17):
 
 def parity_inputs(X, seed=0):
     """What the export is checked on: the given samples, the same with 1 to 4 points
-    removed, and rows with nothing to place (all NaN, and only the nose)."""
+    removed, the first with a point half missing (x NaN) and with an infinite coordinate
+    (both count as missing), and rows with nothing to place (all NaN, and only the nose)."""
     rng = np.random.default_rng(seed)
+    odd = np.tile(X[:1], (2, 1))
+    odd[0, 2 * 3], odd[1, 2 * 4 + 1] = np.nan, np.inf
     nose_only = np.full((1, NUM_COORDS), np.nan, dtype=np.float32)
     nose_only[0, :2] = 0.5
-    return np.concatenate([X, *[remove_points(X, k, rng) for k in REMOVED_POINTS],
+    return np.concatenate([X, *[remove_points(X, k, rng) for k in REMOVED_POINTS], odd[:len(X)],
                            np.full((1, NUM_COORDS), np.nan, dtype=np.float32), nose_only]).astype(np.float32)
+
+
+def onnx_nodes(path):
+    """Operator nodes in an ONNX file, without the Constant and Identity nodes the exporter
+    adds (ONNX Runtime folds them away when it loads the model)."""
+    import onnx
+    return sum(n.op_type not in ("Constant", "Identity") for n in onnx.load(path).graph.node)
 
 
 def onnx_parity(model, path, x):
@@ -734,7 +784,7 @@ def write_models(model, category, models_dir, metadata, record, X_check):
         for temp in temps.values():
             if os.path.exists(temp):
                 os.remove(temp)
-    return [targets[".pt"], targets[".onnx"]], targets[".json"], diff
+    return [targets[".pt"], targets[".onnx"]], targets[".json"], diff, onnx_nodes(targets[".onnx"])
 
 
 def sample_digest(keypoints):
@@ -846,10 +896,11 @@ def train_category(ds, args):
         "settings": {name: getattr(args, name) for name in settings},
         "versions": {"torch": torch.__version__, "numpy": np.__version__},
     }
-    files, record_path, diff = write_models(model.cpu(), ds.category, args.models_dir, metadata, record, X_val)
+    files, record_path, diff, nodes = write_models(model.cpu(), ds.category, args.models_dir, metadata, record,
+                                                   X_val)
     model.to(args.device)
     print(f"\nONNX check passed; ONNX Runtime matches PyTorch on the validation samples, also with "
-          f"points missing (max diff {diff:.1e})")
+          f"points missing (max diff {diff:.1e}); the graph has {nodes} operator nodes")
     print("Files written:")
     for path in files:
         print(f"  {path} ({os.path.getsize(path) / 1e6:.3f} MB)")
@@ -857,7 +908,7 @@ def train_category(ds, args):
     print()
     return {"n_train": len(train_idx), "n_val": len(val_idx), "val_accuracy": round(val_acc, 6),
             "val_clip_accuracy": round(clip_acc, 6), "n_val_clips": len(clip_true),
-            "best_epoch": best, "train_seconds": round(seconds, 3),
+            "best_epoch": best, "train_seconds": round(seconds, 3), "onnx_nodes": nodes,
             "val_accuracy_points_removed": {str(k): round(a, 6) for k, a in removed.items()},
             "warning": warning}
 
@@ -1099,6 +1150,16 @@ def check_writable(folder):
 
 
 # ----------------------------------------------------------------------------- main
+def batch_size_type(text):
+    """--batch-size: "auto" (None) or a whole number."""
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a whole number, got {text!r}")
+
+
 def parse_args(argv=None):
     here = os.path.dirname(os.path.abspath(__file__))
     p = argparse.ArgumentParser(description="Train one correct-vs-incorrect pose classifier per category "
@@ -1113,7 +1174,10 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=5e-3, help="Adam peak learning rate (default: 5e-3)")
     p.add_argument("--schedule", choices=["constant", "cosine"], default="cosine",
                    help="learning-rate schedule: constant, or cosine decay to 0 over the run (default: cosine)")
-    p.add_argument("--batch-size", type=int, default=32, help="training batch size (default: 32)")
+    p.add_argument("--batch-size", type=batch_size_type, default=None, metavar="N",
+                   help=f"training batch size; auto: {MIN_AUTO_BATCH}, growing with the data to keep an epoch at "
+                        f"most {MAX_STEPS_PER_EPOCH} batches, up to {MAX_AUTO_BATCH}, beyond which each epoch is a "
+                        "random subset (default: auto)")
     p.add_argument("--val-split", type=float, default=0.2, help="validation fraction (default: 0.2)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="mirror (left/right swapped), rotate, stretch and jitter training batches (default: on)")
@@ -1132,7 +1196,7 @@ def parse_args(argv=None):
                         "(default: off; writes no models)")
     p.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file (default: none)")
     args = p.parse_args(argv)
-    if args.epochs < 1 or args.batch_size < 2 or not 0 < args.lr < math.inf:    # also refuses NaN
+    if args.epochs < 1 or (args.batch_size is not None and args.batch_size < 2) or not 0 < args.lr < math.inf:
         p.error("--epochs must be >= 1, --batch-size >= 2 and --lr a number > 0")
     if not 0 <= args.seed < 2 ** 32:
         p.error("--seed must be between 0 and 2**32 - 1 (scikit-learn's limit)")
