@@ -74,8 +74,8 @@ def assert_readme_defaults_match(script, args):
             assert bool(value) == (stated == "on"), flag
         elif stated in ("none", "all found"):
             assert value is None, flag
-        elif stated == "auto":                      # resolved by parse_args
-            assert value in ("cpu", "cuda"), flag
+        elif stated == "auto":                      # --device: resolved by parse_args; --batch-size: None
+            assert value in ("cpu", "cuda", None), flag
         elif stated[0].isdigit():
             assert float(stated) == value, flag
         elif isinstance(value, str) and os.sep in value:

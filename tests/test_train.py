@@ -304,15 +304,16 @@ def test_end_to_end_output_files_and_json(trained):
                  "Training STANCE Classification Model", "=" * 60, "Epoch [1/3]:",
                  "Train Loss: ", "Train Acc: ", "Val Acc: ", "Best epoch: ", "picked by validation accuracy",
                  "precision", "Confusion matrix", "Files written:", "stance.onnx",
-                 "Per recording (validation): ", "Per-recording confusion matrix"]:
+                 "Per recording (validation): ", "Per-recording confusion matrix", "operator nodes"]:
         assert text in out, text
     assert sorted(os.listdir(trained["models"])) == ["execution.json", "execution.onnx", "execution.pt",
                                                      "stance.json", "stance.onnx", "stance.pt"]
     for category in ("stance", "execution"):
         r = trained["report"][category]
-        assert set(r) == {"n_train", "n_val", "val_accuracy", "best_epoch", "train_seconds",
+        assert set(r) == {"n_train", "n_val", "val_accuracy", "best_epoch", "train_seconds", "onnx_nodes",
                           "val_accuracy_points_removed", "val_clip_accuracy", "n_val_clips", "warning"}
         assert r["warning"] is None and 0 <= r["val_clip_accuracy"] <= 1
+        assert r["onnx_nodes"] == train.onnx_nodes(str(trained["models"] / f"{category}.onnx")) <= 60
         assert r["n_val_clips"] == r["n_val"] // 3       # 3 frames per clip, clips kept whole
         assert set(r["val_accuracy_points_removed"]) == {"1", "2", "3", "4"}
         assert r["n_train"] + r["n_val"] == 48 and 0 <= r["val_accuracy"] <= 1 and 1 <= r["best_epoch"] <= 3
@@ -455,3 +456,20 @@ def test_loading_shows_a_progress_bar_per_class_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "_progress", lambda it, **kw: seen.append(kw.get("desc")) or real(it, **kw))
     train.Dataset(build_dataset(tmp_path / "d"), "stance")
     assert seen == ["Loading incorrect stance", "Loading correct stance"]      # label 0, then 1
+
+
+def test_batch_size_auto_grows_the_batch_then_caps_the_epoch():
+    steps, smallest, largest = train.MAX_STEPS_PER_EPOCH, train.MIN_AUTO_BATCH, train.MAX_AUTO_BATCH
+    assert train.batch_plan(300) == (smallest, 300)                            # small data: as before
+    assert train.batch_plan(smallest * steps) == (smallest, smallest * steps)
+    n = 3 * smallest * steps                                                   # more: a bigger batch, every sample
+    assert train.batch_plan(n) == (3 * smallest, n)
+    assert train.batch_plan(10 * largest * steps) == (largest, largest * steps)  # most: a random subset
+    assert train.batch_plan(10 * largest * steps, 64) == (64, 10 * largest * steps)   # a given size: all
+    batches = train.make_batches(1000, 64, torch.Generator().manual_seed(0), epoch_size=300)
+    seen = torch.cat(batches)
+    assert len(seen) == 300 and len(set(seen.tolist())) == 300 and int(seen.max()) < 1000
+    assert train.parse_args(["--batch-size", "auto"]).batch_size is None
+    assert train.parse_args(["--batch-size", "64"]).batch_size == 64
+    with pytest.raises(SystemExit):
+        train.parse_args(["--batch-size", "big"])
