@@ -296,3 +296,16 @@ def test_out_of_range_probabilities_are_refused(flag, capsys):
     with pytest.raises(SystemExit) as e:
         train.parse_args(flag)
     assert e.value.code == 2 and "between 0 and 1" in capsys.readouterr().err
+
+
+def test_robustness_is_scored_on_at_most_removal_max_frames(monkeypatch):
+    seen = []
+    predict = lambda X: seen.append(len(X)) or np.zeros(len(X), dtype=int)
+    X = np.tile(FLAT, (50, 1)).astype(np.float32)
+    monkeypatch.setattr(train, "REMOVAL_MAX_FRAMES", 20)
+    result = train.accuracy_with_points_removed(predict, X, np.zeros(50, dtype=int), seed=0)
+    assert set(seen) == {20} and len(seen) == len(train.REMOVED_POINTS) * train.REMOVAL_DRAWS
+    assert all(a == 1 for a in result.values())
+    seen.clear()
+    train.accuracy_with_points_removed(predict, X[:10], np.zeros(10, dtype=int), seed=0)
+    assert set(seen) == {10}                        # a small fold: every frame
