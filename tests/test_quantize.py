@@ -209,7 +209,7 @@ def test_the_feature_arithmetic_stays_fp32_and_only_the_network_is_int8(models, 
     halves = {i.name for i in int8.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
     layout = {n.output[0] for n in int8.graph.node if n.op_type == "Cast" and n.input[0] in halves}
     exact = [n for n in int8.graph.node if layout & set(n.input)]             # what multiplies by them
-    assert len(exact) == 11 and all(n.op_type in ("MatMul", "Gemm") for n in exact)
+    assert len(exact) == 12 and all(n.op_type in ("MatMul", "Gemm") for n in exact)   # _normalize, _features
     quantized = [n for n in int8.graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
     assert len(quantized) >= 4                     # stem, the block's two layers, the head
 
