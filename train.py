@@ -532,30 +532,25 @@ def drop_points(p, rate, generator):
     return torch.where(drop[..., None], torch.full_like(p, math.nan), p)
 
 
-# Training that scales (chosen by cross-validation, see README "Training on large datasets"):
-# with the default --batch-size auto, an epoch is at most MAX_STEPS_PER_EPOCH batches. The
-# batch is 32 up to 32 x that many samples and grows with the data up to MAX_AUTO_BATCH;
-# beyond that, each epoch is a fresh random subset of MAX_STEPS_PER_EPOCH x MAX_AUTO_BATCH
-# samples, so that training time stops growing with the data.
+# Training that scales (chosen by cross-validation, README "Training on large datasets"):
+# with --batch-size auto, the batch is 32 up to 32 x MAX_STEPS_PER_EPOCH samples and grows
+# with the data beyond, so that an epoch stays MAX_STEPS_PER_EPOCH batches, up to
+# MAX_AUTO_BATCH. Every epoch still sees every sample: training fewer samples per epoch was
+# cheaper but less accurate on 100,000 frames.
 MIN_AUTO_BATCH = 32
 MAX_STEPS_PER_EPOCH = 250
-MAX_AUTO_BATCH = 256
+MAX_AUTO_BATCH = 512
 
 
-def batch_plan(n, batch_size=None):
-    """(batch size, samples per epoch) for n training samples: --batch-size auto (None) as
-    above; a given batch size covers all n samples every epoch."""
-    if batch_size:
-        return batch_size, n
-    batch = min(MAX_AUTO_BATCH, max(MIN_AUTO_BATCH, math.ceil(n / MAX_STEPS_PER_EPOCH)))
-    return batch, min(n, batch * MAX_STEPS_PER_EPOCH)
+def auto_batch_size(n):
+    """The batch size of --batch-size auto for n training samples."""
+    return min(MAX_AUTO_BATCH, max(MIN_AUTO_BATCH, math.ceil(n / MAX_STEPS_PER_EPOCH)))
 
 
-def make_batches(n, batch_size, generator, epoch_size=None):
-    """Shuffled index batches covering epoch_size (default: all n) of 0..n-1 once, a fresh
-    random subset each call; a last batch of one sample joins the one before it, since
-    batch norm cannot train on a single sample."""
-    order = torch.randperm(n, generator=generator)[:epoch_size]
+def make_batches(n, batch_size, generator):
+    """Shuffled index batches covering 0..n-1 once; a last batch of one sample joins the one
+    before it, since batch norm cannot train on a single sample."""
+    order = torch.randperm(n, generator=generator)
     batches = list(torch.split(order, batch_size))
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches[-2:] = [torch.cat(batches[-2:])]
@@ -592,14 +587,14 @@ def fit(X_train, y_train, X_val, y_val, args, log=None):
         # 98% with 2 points removed).
         xv_removed = torch.from_numpy(remove_points(X_val, 2, np.random.default_rng(args.seed))).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    batch_size, epoch_size = batch_plan(len(xt), args.batch_size)
-    steps_per_epoch = math.ceil(epoch_size / batch_size)
+    batch_size = args.batch_size or auto_batch_size(len(xt))
+    steps_per_epoch = math.ceil(len(xt) / batch_size)
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs * steps_per_epoch)
                  if args.schedule == "cosine" else None)
     history, best, best_key, best_state = [], 0, None, None
     for epoch in range(1, args.epochs + 1):
         model.train()
-        batches = make_batches(len(xt), batch_size, gen, epoch_size)
+        batches = make_batches(len(xt), batch_size, gen)
         total_loss = correct = 0
         bar = _progress(batches, desc=f"Epoch {epoch}/{args.epochs}", leave=False, unit="batch", disable_if=log is None)
         for idx in bar:
@@ -615,7 +610,7 @@ def fit(X_train, y_train, X_val, y_val, args, log=None):
                 scheduler.step()
             total_loss += loss.item() * len(idx)
             correct += (logits.argmax(1) == yb).sum().item()
-        record = {"epoch": epoch, "train_loss": total_loss / epoch_size, "train_acc": correct / epoch_size}
+        record = {"epoch": epoch, "train_loss": total_loss / len(xt), "train_acc": correct / len(xt)}
         history.append(record)
         if not select:
             continue
@@ -850,6 +845,9 @@ def train_category(ds, args):
              "frames, clips split: see the warning" if warning else "stratified")
     print(f"Split: {len(train_idx)} training, {len(val_idx)} validation samples ({where}; "
           f"{100 * len(val_idx) / len(ds.y):.0f}% for --val-split {args.val_split:g}); device {args.device}")
+    batch_size = args.batch_size or auto_batch_size(len(train_idx))
+    print(f"Batches of {batch_size}" + ("" if args.batch_size else " (--batch-size auto)") +
+          f", {math.ceil(len(train_idx) / batch_size)} per epoch, {args.epochs} epochs")
     if warning:
         print(f"warning: {ds.root}: {warning}", file=sys.stderr)
     start = time.perf_counter()
@@ -1188,9 +1186,9 @@ def parse_args(argv=None):
     p.add_argument("--schedule", choices=["constant", "cosine"], default="cosine",
                    help="learning-rate schedule: constant, or cosine decay to 0 over the run (default: cosine)")
     p.add_argument("--batch-size", type=batch_size_type, default=None, metavar="N",
-                   help=f"training batch size; auto: {MIN_AUTO_BATCH}, growing with the data to keep an epoch at "
-                        f"most {MAX_STEPS_PER_EPOCH} batches, up to {MAX_AUTO_BATCH}, beyond which each epoch is a "
-                        "random subset (default: auto)")
+                   help=f"training batch size; auto: {MIN_AUTO_BATCH}, growing with the data beyond "
+                        f"{MIN_AUTO_BATCH * MAX_STEPS_PER_EPOCH:,} training samples so that an epoch stays "
+                        f"{MAX_STEPS_PER_EPOCH} batches, up to {MAX_AUTO_BATCH} (default: auto)")
     p.add_argument("--val-split", type=float, default=0.2, help="validation fraction (default: 0.2)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="mirror (left/right swapped), rotate, stretch and jitter training batches (default: on)")

@@ -304,7 +304,8 @@ def test_end_to_end_output_files_and_json(trained):
                  "Training STANCE Classification Model", "=" * 60, "Epoch [1/3]:",
                  "Train Loss: ", "Train Acc: ", "Val Acc: ", "Best epoch: ", "picked by validation accuracy",
                  "precision", "Confusion matrix", "Files written:", "stance.onnx",
-                 "Per recording (validation): ", "Per-recording confusion matrix", "operator nodes"]:
+                 "Per recording (validation): ", "Per-recording confusion matrix", "operator nodes",
+                 "Batches of 32 (--batch-size auto), 2 per epoch, 3 epochs"]:
         assert text in out, text
     assert sorted(os.listdir(trained["models"])) == ["execution.json", "execution.onnx", "execution.pt",
                                                      "stance.json", "stance.onnx", "stance.pt"]
@@ -458,17 +459,13 @@ def test_loading_shows_a_progress_bar_per_class_folder(tmp_path, monkeypatch):
     assert seen == ["Loading incorrect stance", "Loading correct stance"]      # label 0, then 1
 
 
-def test_batch_size_auto_grows_the_batch_then_caps_the_epoch():
+def test_batch_size_auto_grows_the_batch_with_the_data():
     steps, smallest, largest = train.MAX_STEPS_PER_EPOCH, train.MIN_AUTO_BATCH, train.MAX_AUTO_BATCH
-    assert train.batch_plan(300) == (smallest, 300)                            # small data: as before
-    assert train.batch_plan(smallest * steps) == (smallest, smallest * steps)
-    n = 3 * smallest * steps                                                   # more: a bigger batch, every sample
-    assert train.batch_plan(n) == (3 * smallest, n)
-    assert train.batch_plan(10 * largest * steps) == (largest, largest * steps)  # most: a random subset
-    assert train.batch_plan(10 * largest * steps, 64) == (64, 10 * largest * steps)   # a given size: all
-    batches = train.make_batches(1000, 64, torch.Generator().manual_seed(0), epoch_size=300)
-    seen = torch.cat(batches)
-    assert len(seen) == 300 and len(set(seen.tolist())) == 300 and int(seen.max()) < 1000
+    assert train.auto_batch_size(300) == smallest                              # small data: as before
+    assert train.auto_batch_size(smallest * steps) == smallest
+    assert train.auto_batch_size(3 * smallest * steps) == 3 * smallest        # more: an epoch stays `steps` batches
+    assert train.auto_batch_size(3 * smallest * steps + 1) == 3 * smallest + 1
+    assert train.auto_batch_size(100 * largest * steps) == largest            # most: capped
     assert train.parse_args(["--batch-size", "auto"]).batch_size is None
     assert train.parse_args(["--batch-size", "64"]).batch_size == 64
     with pytest.raises(SystemExit):
