@@ -110,12 +110,14 @@ def test_ratio_words_say_what_was_measured():
 
 def test_targets_are_checked_against_the_measured_figures():
     f = {"fp32": {"size_bytes": 1000, "accuracy_val": 0.90, "latency_p50_us": 10.0, "throughput_per_s": 100.0},
-         "int8": {"size_bytes": 290, "accuracy_val": 0.885, "latency_p50_us": 10.1, "throughput_per_s": 160.0}}
-    assert [met for _, met, _ in quantize.check_targets(f)] == [True, False, False, True]
-    f["int8"].update(size_bytes=310, accuracy_val=0.9, latency_p50_us=9.0, throughput_per_s=140.0)
-    assert [met for _, met, _ in quantize.check_targets(f)] == [False, True, True, False]
+         "int8": {"size_bytes": 290, "accuracy_val": 0.885, "latency_p50_us": 12.5, "throughput_per_s": 175.0},
+         "call_floor_p50_us": 3.0}
+    assert [met for _, met, _ in quantize.check_targets(f)] == [True, False, False, True, False]
+    f["int8"].update(size_bytes=310, accuracy_val=0.9, latency_p50_us=11.5, throughput_per_s=160.0)
+    f["call_floor_p50_us"] = 3.5
+    assert [met for _, met, _ in quantize.check_targets(f)] == [False, True, True, False, True]
     f["fp32"]["accuracy_val"] = None            # accuracy not measured: no accuracy target line
-    assert len(quantize.check_targets(f)) == 3
+    assert len(quantize.check_targets(f)) == 4
 
 
 def test_no_models_says_to_train_first(tmp_path):
