@@ -974,7 +974,7 @@ def peer_training_rows(name, train, y, seed):
 # every model): 20 more predictions of every frame would cost a large CV more than fitting.
 REMOVED_POINTS = (1, 2, 3, 4)
 REMOVAL_DRAWS = 5
-REMOVAL_MAX_FRAMES = 4000
+REMOVAL_MAX_FRAMES = 2000
 
 
 def remove_points(X, k, rng):
