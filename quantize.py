@@ -133,9 +133,9 @@ def store_layout_as_float16(proto):
     """Store the layout's matrices as float16, cast back to float32 by a Cast node that ONNX
     Runtime folds away when it loads the model: half the bytes, nothing per call. Exact:
     their values are 0, +-1, 0.5, 2.5 and powers of two."""
-    casts = []
+    casts, layout = [], layout_weights(proto)
     for init in proto.graph.initializer:
-        if init.name in layout_weights(proto):
+        if init.name in layout:
             w = onnx.numpy_helper.to_array(init)
             assert np.array_equal(w.astype(np.float16).astype(np.float32), w)
             casts.append(onnx.helper.make_node("Cast", [init.name + "_fp16"], [init.name], to=onnx.TensorProto.FLOAT))
