@@ -542,9 +542,9 @@ MAX_STEPS_PER_EPOCH = 250
 MAX_AUTO_BATCH = 512
 
 
-def auto_batch_size(n):
-    """The batch size of --batch-size auto for n training samples."""
-    return min(MAX_AUTO_BATCH, max(MIN_AUTO_BATCH, math.ceil(n / MAX_STEPS_PER_EPOCH)))
+def auto_batch_size(n, batch_size=None):
+    """The batch size for n training samples: batch_size when given, else --batch-size auto's."""
+    return batch_size or min(MAX_AUTO_BATCH, max(MIN_AUTO_BATCH, math.ceil(n / MAX_STEPS_PER_EPOCH)))
 
 
 def make_batches(n, batch_size, generator):
@@ -587,7 +587,7 @@ def fit(X_train, y_train, X_val, y_val, args, log=None):
         # 98% with 2 points removed).
         xv_removed = torch.from_numpy(remove_points(X_val, 2, np.random.default_rng(args.seed))).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    batch_size = args.batch_size or auto_batch_size(len(xt))
+    batch_size = auto_batch_size(len(xt), args.batch_size)
     steps_per_epoch = math.ceil(len(xt) / batch_size)
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs * steps_per_epoch)
                  if args.schedule == "cosine" else None)
@@ -845,7 +845,7 @@ def train_category(ds, args):
              "frames, clips split: see the warning" if warning else "stratified")
     print(f"Split: {len(train_idx)} training, {len(val_idx)} validation samples ({where}; "
           f"{100 * len(val_idx) / len(ds.y):.0f}% for --val-split {args.val_split:g}); device {args.device}")
-    batch_size = args.batch_size or auto_batch_size(len(train_idx))
+    batch_size = auto_batch_size(len(train_idx), args.batch_size)
     print(f"Batches of {batch_size}" + ("" if args.batch_size else " (--batch-size auto)") +
           f", {math.ceil(len(train_idx) / batch_size)} per epoch, {args.epochs} epochs")
     if warning:
