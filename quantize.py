@@ -25,6 +25,9 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 import train
+from MediaPipe_Dataset import outputs
+from MediaPipe_Dataset.samples import (CLASS_NAMES, KEYPOINT_NAMES, MIN_VISIBILITY, NUM_COORDS, DataError, Dataset,
+                                       clip_scores, sample_digest)
 
 WARMUP_RUNS = 50
 THROUGHPUT_SECONDS = 0.5     # at least this long per model for the batch figure
@@ -60,19 +63,19 @@ def check_model(path):
     except Exception as e:   # onnx raises several unrelated types for corrupt files
         raise ModelError(f"{path}: not a valid ONNX model ({e.__class__.__name__})")
     inputs = [i.name for i in proto.graph.input]
-    outputs = [o.name for o in proto.graph.output]
-    if inputs != ["input"] or outputs != ["probabilities"]:
-        raise ModelError(f"{path}: not a pose model from train.py (inputs {inputs}, outputs {outputs}; "
+    output_names = [o.name for o in proto.graph.output]
+    if inputs != ["input"] or output_names != ["probabilities"]:
+        raise ModelError(f"{path}: not a pose model from train.py (inputs {inputs}, outputs {output_names}; "
                          f"expected input 'input' and output 'probabilities')")
     widths = [[d.dim_value for d in v.type.tensor_type.shape.dim][1:] for v in (proto.graph.input[0],
                                                                                proto.graph.output[0])]
     meta = {p.key: p.value for p in proto.metadata_props}
-    if widths != [[train.NUM_COORDS], [len(train.CLASS_NAMES)]]:
+    if widths != [[NUM_COORDS], [len(CLASS_NAMES)]]:
         raise ModelError(f"{path}: not a pose model from train.py (input and output widths {widths[0]} and "
                          f"{widths[1]}; expected [28] and [2])")
     try:
-        ours = (json.loads(meta.get("keypoint_layout", "null")) == train.KEYPOINT_NAMES
-                and json.loads(meta.get("class_names", "null")) == train.CLASS_NAMES)
+        ours = (json.loads(meta.get("keypoint_layout", "null")) == KEYPOINT_NAMES
+                and json.loads(meta.get("class_names", "null")) == CLASS_NAMES)
     except ValueError:
         ours = False
     if not ours:
@@ -93,7 +96,7 @@ def quantize(src, dst, per_channel):
     temps = []
     try:
         for suffix in (".pre.onnx", ".int8.onnx"):
-            temps.append(train.temp_path(folder, os.path.basename(dst) + suffix))
+            temps.append(outputs.temp_path(folder, os.path.basename(dst) + suffix))
         pre, out = temps
         quant_pre_process(src, pre, skip_symbolic_shape=True)
         # quantize_dynamic turns each Gemm into <name>_MatMul and an Add before quantizing
@@ -182,7 +185,7 @@ def call_floor_session():
     """What one ONNX Runtime call costs at the least: a one-op model (Identity) with the same
     [N, 28] input and the same session options, timed in the same loop as the models."""
     from onnx import TensorProto, helper
-    shape = ["batch", train.NUM_COORDS]
+    shape = ["batch", NUM_COORDS]
     graph = helper.make_graph([helper.make_node("Identity", ["input"], ["probabilities"])], "call_floor",
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
                               [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, shape)])
@@ -227,8 +230,8 @@ def load_samples(data_dir, category, fp32_path, proto):
     with the visibility threshold the model was trained with."""
     meta = {p.key: p.value for p in proto.metadata_props}
     try:
-        ds = train.Dataset(data_dir, category, float(meta.get("min_visibility", train.MIN_VISIBILITY)))
-    except train.DataError as e:
+        ds = Dataset(data_dir, category, float(meta.get("min_visibility", MIN_VISIBILITY)))
+    except DataError as e:
         return None, None, f"accuracy skipped: {e}"
     if not len(ds.y):
         return None, None, f"accuracy skipped: no valid samples in {ds.root}"
@@ -244,7 +247,7 @@ def load_samples(data_dir, category, fp32_path, proto):
         return ds, None, (f"validation accuracy skipped: {len(missing)} of the {len(val_files)} "
                           f"validation samples are no longer in {ds.root}")
     val = np.array([index[f] for f in val_files])
-    changed = sum(train.sample_digest(ds.X[i]) != d for i, d in zip(val, record.get("val_sample_sha1", [])))
+    changed = sum(sample_digest(ds.X[i]) != d for i, d in zip(val, record.get("val_sample_sha1", [])))
     if changed or len(record.get("val_sample_sha1", [])) != len(val):
         return ds, None, (f"validation accuracy skipped: {changed or 'some'} of the {len(val)} validation "
                           f"samples in {ds.root} differ from those the model was trained with (same names, "
@@ -275,43 +278,47 @@ def ratio_words(fp32, int8, what, higher_is_better):
     return f"INT8 is {factor:.2f}x {'faster' if r > 1 else 'slower'} than FP32 {what} on this machine"
 
 
+def accuracy_figures(sessions, ds, val):
+    """Accuracy of FP32 and INT8 on all samples and on the validation ones (val: their
+    indices), per frame and per recording, and how far the two agree; None for what
+    could not be measured (no dataset, or no validation split)."""
+    unmeasured = lambda: {"accuracy_all": None, "accuracy_val": None, "clip_accuracy_val": None}
+    figures = {"fp32": unmeasured(), "int8": unmeasured(), "agreement": None, "max_probability_diff": None,
+               "n_val": None, "n_all": None, "n_missing": None, "n_val_clips": None, "clips_changed": None}
+    if ds is None:
+        return figures
+    probs = [predict(s, ds.X) for s in sessions]
+    preds = [p.argmax(1) for p in probs]
+    for key, pred in zip(("fp32", "int8"), preds):
+        figures[key]["accuracy_all"] = float((pred == ds.y).mean())
+    figures.update(agreement=float((preds[0] == preds[1]).mean()), n_all=len(ds.y),
+                   max_probability_diff=float(np.abs(probs[0] - probs[1]).max()),
+                   n_missing=int(np.isnan(ds.X).any(1).sum()))
+    if val is not None:
+        verdicts = [clip_scores(ds.groups[val], ds.y[val], p[val]) for p in probs]
+        for key, pred, (truth, verdict) in zip(("fp32", "int8"), preds, verdicts):
+            figures[key]["accuracy_val"] = float((pred[val] == ds.y[val]).mean())
+            figures[key]["clip_accuracy_val"] = float((truth == verdict).mean())
+        figures.update(n_val=len(val), n_val_clips=len(verdicts[0][0]),
+                       clips_changed=int((verdicts[0][1] != verdicts[1][1]).sum()))
+    return figures
+
+
 def compare(category, fp32_path, int8_path, args):
     """Measure both models; returns the figures for the report and --json."""
     sessions = [session(fp32_path), session(int8_path)]
-    proto = onnx.load(fp32_path)
-    ds, val, note = load_samples(args.data_dir, category, fp32_path, proto)
-    X, y = (None, None) if ds is None else (ds.X, ds.y)
-    figures = {"fp32": {"size_bytes": os.path.getsize(fp32_path)},
-               "int8": {"size_bytes": os.path.getsize(int8_path)},
-               "agreement": None, "max_probability_diff": None, "n_val": None, "n_all": None, "n_missing": None,
-               "n_val_clips": None, "clips_changed": None,
-               "note": note}
-    if X is not None:
-        probs = [predict(s, X) for s in sessions]
-        preds = [p.argmax(1) for p in probs]
-        for key, pred in zip(("fp32", "int8"), preds):
-            figures[key]["clip_accuracy_val"] = None
-            figures[key]["accuracy_all"] = float((pred == y).mean())
-            figures[key]["accuracy_val"] = None if val is None else float((pred[val] == y[val]).mean())
-        figures["agreement"] = float((preds[0] == preds[1]).mean())
-        if val is not None:
-            verdicts = [train.clip_scores(ds.groups[val], y[val], p[val]) for p in probs]
-            for key, (truth, verdict) in zip(("fp32", "int8"), verdicts):
-                figures[key]["clip_accuracy_val"] = float((truth == verdict).mean())
-            figures["n_val_clips"] = len(verdicts[0][0])
-            figures["clips_changed"] = int((verdicts[0][1] != verdicts[1][1]).sum())
-        figures["max_probability_diff"] = float(np.abs(probs[0] - probs[1]).max())
-        figures["n_all"], figures["n_val"] = len(y), None if val is None else len(val)
-        figures["n_missing"] = int(np.isnan(X).any(1).sum())
-        timing_x = X
-    else:
-        for key in ("fp32", "int8"):
-            figures[key]["accuracy_all"] = figures[key]["accuracy_val"] = figures[key]["clip_accuracy_val"] = None
-        # no samples: time on plausible inputs (a standing pose with noise)
-        timing_x = (np.random.default_rng(0).normal(0.5, 0.1, (64, train.NUM_COORDS))).astype(np.float32)
+    ds, val, note = load_samples(args.data_dir, category, fp32_path, onnx.load(fp32_path))
+    figures = accuracy_figures(sessions, ds, val)
+    for key, path in (("fp32", fp32_path), ("int8", int8_path)):
+        figures[key] = {"size_bytes": os.path.getsize(path), **figures[key]}
+    figures["note"] = note
+    if ds is not None:
+        timing_x = ds.X
+    else:    # no samples: time on plausible inputs (a standing pose with noise)
+        timing_x = np.random.default_rng(0).normal(0.5, 0.1, (64, NUM_COORDS))
     timing_x = np.ascontiguousarray(timing_x, dtype=np.float32)
     figures["missing_check"] = missing_point_check(sessions, (fp32_path, int8_path),
-                                                  timing_x if val is None else X[val])
+                                                  timing_x if val is None else ds.X[val])
     *lat, floor = latency_us(sessions + [call_floor_session()], timing_x, args.runs)
     tput = throughput(sessions, timing_x, args.batch_size)
     figures["call_floor_p50_us"] = float(np.percentile(floor, 50))
@@ -440,7 +447,7 @@ def main(argv=None):
         return 1
     for path in models.values():
         print(f"✓ Found {os.path.relpath(path)}")
-    train.report_stale_temps(args.models_dir)
+    outputs.report_stale_temps(args.models_dir)
     results, failed = {}, []
     try:
         for category, path in models.items():
@@ -451,7 +458,7 @@ def main(argv=None):
         return 130
     if results:
         print_summary(results)
-    return train.finish(results, failed, args.json)
+    return outputs.finish(results, failed, args.json)
 
 
 def quantize_one(category, path, args, results, failed):
@@ -487,5 +494,5 @@ def is_our_int8(path):
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, train._terminate)
+    signal.signal(signal.SIGTERM, outputs.terminate)
     sys.exit(main())

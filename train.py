@@ -5,20 +5,21 @@
     python train.py --cv 5               # cross-validate against scikit-learn peers
 
 Reads MediaPipe_Dataset/<category>/{correct,incorrect} <category>/*.json and writes
-models/<category>.pt (state dict) and models/<category>.onnx (softmax probabilities,
-with the validation split in its metadata). Importing this file only defines things:
-`from train import PoseClassifier, KeypointNormalizer` trains, prints and writes nothing.
+models/<category>.pt (state dict), models/<category>.onnx (softmax probabilities) and the
+training record models/<category>.json (the model's configuration, the validation split,
+the figures). Importing this file only defines things: `from train import PoseClassifier,
+KeypointNormalizer` trains, prints and writes nothing. The sample contract (layout,
+parsing, folders, recordings) is MediaPipe_Dataset/samples.py.
 """
 import argparse
 import copy
+import dataclasses
 import hashlib
 import json
 import math
 import os
-import re
 import signal
 import sys
-import tempfile
 import time
 import warnings
 
@@ -26,26 +27,18 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from sklearn.base import BaseEstimator, ClassifierMixin
 
-# ----------------------------------------------------------------------------- layout
-# The 14-point layout (first 14 points of OpenPose COCO-18; neck = shoulder midpoint),
-# x and y interleaved: keypoints = [x0, y0, x1, y1, ..., x13, y13].
-KEYPOINT_NAMES = ["nose", "neck", "right_shoulder", "right_elbow", "right_wrist",
-                  "left_shoulder", "left_elbow", "left_wrist", "right_hip", "right_knee",
-                  "right_ankle", "left_hip", "left_knee", "left_ankle"]
-NUM_POINTS = len(KEYPOINT_NAMES)
-NUM_COORDS = 2 * NUM_POINTS
-# Which of MediaPipe Pose's 33 landmarks each point is (neck: the mean of the two shoulders).
-MEDIAPIPE_33 = [0, (11, 12), 12, 14, 16, 11, 13, 15, 24, 26, 28, 23, 25, 27]
-# Index of each point's left/right twin, for mirroring.
-MIRROR = [0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10]
-CLASS_NAMES = ["incorrect", "correct"]    # index = label; the folder decides the label
-R_SHOULDER, L_SHOULDER, R_HIP, L_HIP = 2, 5, 8, 11
-TORSO = [R_SHOULDER, L_SHOULDER, R_HIP, L_HIP]
+from MediaPipe_Dataset import evaluation, outputs
+from MediaPipe_Dataset.evaluation import REMOVED_POINTS, Scores, accuracy_with_points_removed, cv_folds, remove_points, split
+from MediaPipe_Dataset.reports import (print_cv, print_files, print_plan, print_statistics, print_validation,
+                                       report_problems)
+from MediaPipe_Dataset.samples import (  # noqa: F401  (re-exported: notebooks use them from train)
+    CLASS_NAMES, KEYPOINT_NAMES, L_HIP, L_SHOULDER, MEDIAPIPE_33, MIN_VISIBILITY, MIRROR, NUM_COORDS, NUM_POINTS,
+    R_HIP, R_SHOULDER, TORSO, DataError, Dataset, clip_scores, discover_categories, parse_keypoints,
+    progress, sample_digest)
+
 TORSO_MULTIPLIER = 2.5                    # as in MediaPipe's pose classification embedder
-# A landmark MediaPipe reports with a lower visibility is a guess (a hidden arm in a side
-# view), and counts as missing (chosen by cross-validation on real recordings, see README).
-MIN_VISIBILITY = 0.5
 NORMALIZATION = ("center on the hip midpoint (one hip, or the shoulders, when that is all there is); "
                  "divide by max(2.5 x torso size, largest distance of a present point from the center); "
                  "torso size = hip midpoint to shoulder midpoint; missing points (NaN) stay missing")
@@ -60,19 +53,22 @@ NORMALIZATION = ("center on the hip midpoint (one hip, or the shoulders, when th
 # The arithmetic is written as products with small constant matrices (each sum of chosen
 # points is one MatMul) and vectorized over all points and angles, so that the ONNX graph
 # stays small: each ONNX Runtime node costs 0.2-0.35 us per call, more than this model's
-# arithmetic (README "Speed").
+# arithmetic (README "Speed"). tests/test_graph.py fails if one of the tricks below breaks.
 JOINT_ANGLES = [(2, 3, 4), (5, 6, 7), (8, 9, 10), (11, 12, 13), (8, 2, 3), (11, 5, 6), (2, 8, 9), (5, 11, 12)]
 NUM_ANGLES = len(JOINT_ANGLES)
-# The centre is a weighted mean of the hips and shoulders that are there, a shoulder
+# Trick 1, the centre: a weighted mean of the hips and shoulders that are there, a shoulder
 # weighing 2^-21 as much as a hip: the hips' midpoint whenever there is a hip (off by less
 # than 1e-6 of the pose size), the shoulders' midpoint when there is none. Powers of two,
 # large enough that every partial sum of the weights is exact in float32, keep "no hip and
-# no shoulder" an exact 0/0, so that such a pose comes out unplaced.
+# no shoulder" an exact 0/0 (NaN), so that such a pose comes out unplaced. 2^-22 is too
+# small: 2 + 2 * 2^-22 rounds in float32, and a nose-only row got placed. Change the
+# weight only with that test passing.
 SHOULDER_WEIGHT = 2.0 ** -21
 
 
-def _layout_matrices():
-    """Constant matrices over the 28 coordinates (x0, y0, x1, ...) for _normalize and _features."""
+def layout_matrices():
+    """Constant matrices over the 28 coordinates (x0, y0, x1, ...) for normalize_with_mask and
+    masked_features (quantize.py keeps every product with one of them in FP32)."""
     point = np.arange(NUM_COORDS) // 2
     xy = np.tile(np.eye(2), NUM_POINTS)                                     # (2, 28): (x, y) -> every point
     hips, shoulders = np.isin(point, (R_HIP, L_HIP)), np.isin(point, (R_SHOULDER, L_SHOULDER))
@@ -102,20 +98,27 @@ def _layout_matrices():
     return layout
 
 
-LAYOUT = _layout_matrices()
+LAYOUT = layout_matrices()
 
 
-def _missing(x):
+def missing_mask(x):
     """(N, 28) keypoints -> (N, 28) bool, True at both coordinates of a point that has a
-    coordinate that is not finite (x - x is NaN for NaN and inf)."""
+    coordinate that is not finite.
+
+    Trick 2: x - x is 0 for a finite value and NaN for NaN and +-inf, so one Sub and one
+    IsNaN node test both (torch.isfinite would export as two nodes, IsInf and IsNaN, and
+    an Or); adding the swapped copy (Gather) spreads a point's NaN to its other coordinate."""
     d = x - x
     return torch.isnan(d + d[:, LAYOUT["swap_xy"]])
 
 
-def _normalize(x):
+def normalize_with_mask(x):
     """(N, 28) -> (normalized keypoints, 0 where missing; (N, 28) missing flags as 0/1 floats;
-    placed (N, 1) bool: False for a pose with no shoulder and no hip, or all at one place)."""
-    missing = _missing(x)
+    placed (N, 1) bool: False for a pose with no shoulder and no hip, or all at one place).
+
+    PoseClassifier's first stage, and normalize_keypoints's: replace it (train.normalize_with_mask
+    = ...) to try another normalization in training, the model and its ONNX file at once."""
+    missing = missing_mask(x)
     flags = missing.float()
     x0 = torch.where(missing, 0.0, x)
     # Centre (0/0 without hips and shoulders), then 2.5 x the torso: the shoulders' midpoint
@@ -134,7 +137,7 @@ def _normalize(x):
 
 def present_points(x):
     """(..., 28) keypoints -> (N, 14) bool: which points are there (both coordinates finite)."""
-    return ~_missing(x.reshape(-1, NUM_COORDS))[:, 0::2]
+    return ~missing_mask(x.reshape(-1, NUM_COORDS))[:, 0::2]
 
 
 def normalize_keypoints(x):
@@ -148,7 +151,7 @@ def normalize_keypoints(x):
     NaN, and a pose that cannot be placed or sized comes out all NaN. Applying it twice
     changes nothing.
     """
-    z, flags, placed = _normalize(x.reshape(-1, NUM_COORDS))
+    z, flags, placed = normalize_with_mask(x.reshape(-1, NUM_COORDS))
     return torch.where((flags > 0.5) | ~placed, math.nan, z).reshape(x.shape)
 
 
@@ -161,7 +164,7 @@ def normalize_keypoints(x):
 NUM_FEATURES = NUM_COORDS + 2 * NUM_ANGLES + NUM_POINTS
 
 
-def _features(z, flags):
+def masked_features(z, flags):
     """Normalized keypoints (0 where missing) and (N, 28) missing flags -> (N, 58) features."""
     dot_cross = ((z @ LAYOUT["angle_left"]) * (z @ LAYOUT["angle_right"])) @ LAYOUT["pair_sum"]
     # |u| |v| = sqrt((u.v)^2 + (u x v)^2) in the plane; an arm of length 0 gives cos = sin = 0
@@ -176,8 +179,8 @@ def pose_features(z):
     keypoints (0 where missing), cos and sin of each joint angle (0 where a point of the
     angle is missing) and the 14 presence flags."""
     z = z.reshape(-1, NUM_COORDS)
-    missing = _missing(z)
-    return _features(torch.where(missing, 0.0, z), missing.float())
+    missing = missing_mask(z)
+    return masked_features(torch.where(missing, 0.0, z), missing.float())
 
 
 class KeypointNormalizer:
@@ -220,7 +223,8 @@ class PoseClassifier(nn.Module):
     mask), then MobileNetV2's ideas on a vector: a stem, inverted residual blocks with
     linear bottlenecks, batch norm, ReLU6, dropout before the classifier. A row that
     cannot be placed or sized (no shoulder and no hip, e.g. all NaN) gets logits 0:
-    probabilities [0.5, 0.5], "cannot tell".
+    probabilities [0.5, 0.5], "cannot tell". `config` holds the constructor's arguments;
+    the training record keeps them, so that load_model rebuilds the same shape.
     """
 
     def __init__(self, input_size=NUM_COORDS, num_classes=2, width=128, expansion=2, blocks=1,
@@ -228,14 +232,16 @@ class PoseClassifier(nn.Module):
         super().__init__()
         if input_size != NUM_COORDS:
             raise ValueError(f"input_size must be {NUM_COORDS} (14 points x 2), got {input_size}")
+        self.config = dict(input_size=input_size, num_classes=num_classes, width=width, expansion=expansion,
+                           blocks=blocks, head=head, dropout=dropout)
         self.stem = nn.Sequential(nn.Linear(NUM_FEATURES, width, bias=False), nn.BatchNorm1d(width), nn.ReLU6())
         self.blocks = nn.Sequential(*[InvertedResidual(width, expansion, dropout) for _ in range(blocks)])
         self.head = nn.Sequential(nn.Linear(width, head, bias=False), nn.BatchNorm1d(head), nn.ReLU6(),
                                   nn.Dropout(dropout), nn.Linear(head, num_classes))
 
     def forward(self, x):
-        z, flags, placed = _normalize(x)
-        logits = self.head(self.blocks(self.stem(_features(z, flags))))
+        z, flags, placed = normalize_with_mask(x)
+        logits = self.head(self.blocks(self.stem(masked_features(z, flags))))
         return torch.where(placed, logits, 0.0)
 
 
@@ -250,234 +256,26 @@ class WithSoftmax(nn.Module):
         return F.softmax(self.model(x), dim=-1)
 
 
-# ----------------------------------------------------------------------------- data
-class DataError(Exception):
-    """A problem with the user's data or folders, reported as one sentence."""
-
-
-MAX_COORDINATE = 1e6    # image positions; larger values would overflow float32 arithmetic
-
-
-def parse_keypoints(raw, visibility=None, min_visibility=MIN_VISIBILITY):
-    """28 numbers, 14 [x, y] pairs or 33 MediaPipe landmarks -> float64 array of 28, NaN
-    where a point is missing.
-
-    A point is missing when it is `null` (a pair, or both its coordinates), or when its
-    visibility is below min_visibility: a landmark's own (4th value of a row, or its
-    `visibility` key), or the sample's optional 14-value `visibility` list. The neck of
-    the 33 landmarks needs both shoulders. Raises ValueError with the reason when the
-    value is not a usable pose: one coordinate of a point null, a value that is not a
-    number, or too few points left to place the pose (no shoulder and no hip) or size it
-    (all present points at one place).
-    """
-    if not isinstance(raw, (list, tuple)) or not raw:
-        raise ValueError("no keypoints")
-
-    def number(v, where):
-        if v is None:
-            return math.nan
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ValueError(f"non-numeric value {v!r} at {where}")
-        return float(v)
-
-    def point(row, i):
-        """(x, y, visibility) of one point or landmark; NaN for what is not given."""
-        if row is None:
-            return math.nan, math.nan, math.nan
-        if isinstance(row, dict):
-            if "x" not in row or "y" not in row:
-                raise ValueError(f"point {i} has no x and y")
-            return tuple(number(row.get(k), f"point {i}") for k in ("x", "y", "visibility"))
-        if isinstance(row, (list, tuple)) and len(row) >= 2:
-            return tuple(number(v, f"point {i}") for v in (row[0], row[1], row[3] if len(row) > 3 else None))
-        raise ValueError(f"point {i} is not an [x, y] pair, null, or an object with x and y")
-
-    scalars = all(not isinstance(v, (list, tuple, dict)) for v in raw)
-    if scalars and not (len(raw) == NUM_POINTS and all(v is None for v in raw)):     # 14 nulls: 14 null pairs
-        if len(raw) != NUM_COORDS:
-            raise ValueError(f"wrong count: {len(raw)} numbers, expected 28 (14 points x 2)")
-        rows = np.array([number(v, f"position {i}") for i, v in enumerate(raw)]).reshape(NUM_POINTS, 2)
-        rows = np.column_stack([rows, np.full(NUM_POINTS, math.nan)])
-    elif len(raw) in (NUM_POINTS, 33):
-        rows = np.array([point(r, i) for i, r in enumerate(raw)])
-    else:
-        raise ValueError(f"wrong count: {len(raw)} points, expected 14 [x, y] pairs or 33 MediaPipe landmarks")
-    half = np.isnan(rows[:, 0]) != np.isnan(rows[:, 1])
-    if half.any():
-        noun = "landmark" if len(rows) == 33 else "point"
-        raise ValueError(f"{noun} {int(np.argmax(half))} has one coordinate null and the other a number")
-    if np.isinf(rows[:, :2]).any() or (np.abs(rows[:, :2]) > MAX_COORDINATE).any():
-        raise ValueError(f"infinite value or a coordinate beyond +-{MAX_COORDINATE:g}")
-    rows[rows[:, 2] < min_visibility, :2] = math.nan      # NaN visibility (not given) compares False
-    if len(rows) == 33:
-        # Neck = mean of both shoulders, missing unless both are there.
-        xy = np.array([rows[list(m), :2].mean(axis=0) if isinstance(m, tuple) else rows[m, :2]
-                       for m in MEDIAPIPE_33])
-    else:
-        xy = rows[:, :2]
-    if visibility is not None:
-        if not isinstance(visibility, (list, tuple)) or len(visibility) != NUM_POINTS:
-            raise ValueError("visibility must be null or a list of 14 numbers (or nulls), one per point")
-        vis = np.array([number(v, f"visibility {i}") for i, v in enumerate(visibility)])
-        xy[vis < min_visibility] = math.nan
-    present = ~np.isnan(xy[:, 0])
-    if not present[TORSO].any():
-        raise ValueError(f"no shoulder and no hip left to place the pose ({NUM_POINTS - present.sum()} "
-                         f"of 14 points missing or below visibility {min_visibility:g})")
-    if np.ptp(xy[present], axis=0).max() < 1e-6:
-        raise ValueError("degenerate pose: all present points at one place")
-    return xy.reshape(-1)
-
-
-def label_index(label):
-    """0 or 1 for a sample's `label` field: 0/1, "0"/"1" or the class names; None otherwise."""
-    text = str(label).strip().lower() if not isinstance(label, bool) else None
-    names = {name: i for i, name in enumerate(CLASS_NAMES)}
-    return names.get(text, int(text) if text in ("0", "1") else None)
-
-
-def load_sample(path, folder_label, min_visibility=MIN_VISIBILITY):
-    """One JSON file -> (keypoints, clip or None, warning or None). Raises ValueError."""
+def load_model(path):
+    """models/<category>.pt -> the PoseClassifier it holds, in eval mode, rebuilt with the
+    configuration in its training record (models/<category>.json beside it), so that the
+    caller need not know the width or depth it was trained with. Raises DataError."""
+    record_path = os.path.splitext(path)[0] + ".json"
     try:
-        with open(path, encoding="utf-8-sig") as f:      # -sig: a UTF-8 byte order mark is fine
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"unreadable ({e.__class__.__name__})")
-    except json.JSONDecodeError as e:
-        raise ValueError(f"malformed JSON ({e.msg}, line {e.lineno})")
-    except RecursionError:
-        raise ValueError("malformed JSON (nested too deeply)")
-    if isinstance(data, dict):
-        raw = data.get("keypoints", data.get("landmarks"))
-        if raw is None:
-            raise ValueError("no keypoints")
-    else:
-        raw, data = data, {}
-    keypoints = parse_keypoints(raw, data.get("visibility"), min_visibility)
-    clip = data.get("clip")
-    warning = None
-    if "label" in data and label_index(data["label"]) != folder_label:
-        warning = (f"label {data['label']!r} contradicts its folder "
-                   f"({CLASS_NAMES[folder_label]}); using the folder's label {folder_label}")
-    return keypoints, (None if clip is None else str(clip)), warning
-
-
-def class_dir(data_dir, category, label):
-    return os.path.join(data_dir, category, f"{CLASS_NAMES[label]} {category}")
-
-
-def list_folder(folder):
-    """os.listdir, with an unreadable folder as a DataError."""
-    try:
-        return os.listdir(folder)
+        with open(record_path) as f:
+            config = json.load(f)["model"]["config"]
     except OSError as e:
-        raise DataError(f"{folder}: cannot read the folder ({e.strerror or e.__class__.__name__})")
-
-
-def discover_categories(data_dir):
-    """Every folder of data_dir holding `correct <name>/` and `incorrect <name>/`."""
-    if not os.path.isdir(data_dir):
-        raise DataError(f"{data_dir}: data folder not found (expected {data_dir}/<category>/correct <category>/*.json)")
-    found = sorted(name for name in list_folder(data_dir)
-                   if any(os.path.isdir(class_dir(data_dir, name, label)) for label in (0, 1)))
-    if not found:
-        raise DataError(f"{data_dir}: no category folders found "
-                        f"(expected {data_dir}/<category>/correct <category>/ and incorrect <category>/)")
-    return found
-
-
-class Dataset:
-    """The valid samples of one category, plus what was wrong with the others."""
-
-    def __init__(self, data_dir, category, min_visibility=MIN_VISIBILITY):
-        self.category, self.root = category, os.path.join(data_dir, category)
-        self.files, xs, ys, clips = [], [], [], []
-        self.invalid, self.warnings, self.ignored = [], [], 0
-        for label in (0, 1):
-            folder = class_dir(data_dir, category, label)
-            if not os.path.isdir(folder):
-                raise DataError(f"{folder}: folder missing, so the {CLASS_NAMES[label]} class has no samples")
-            names = sorted(n for n in list_folder(folder) if n.lower().endswith(".json"))
-            # macOS leaves ._name.json AppleDouble files beside copied files: not samples.
-            self.ignored += sum(n.startswith("._") for n in names)
-            names = [n for n in names if not n.startswith("._")]
-            for name in _progress(names, desc=f"Loading {os.path.basename(folder)}", unit="file", leave=False):
-                path = os.path.join(folder, name)
-                try:
-                    keypoints, clip, warning = load_sample(path, label, min_visibility)
-                except ValueError as e:
-                    self.invalid.append((path, str(e)))
-                    continue
-                if warning:
-                    self.warnings.append((path, warning))
-                self.files.append(os.path.relpath(path, self.root))
-                xs.append(keypoints)
-                ys.append(label)
-                clips.append(clip)
-        self.X = np.array(xs, dtype=np.float32).reshape(-1, NUM_COORDS)
-        self.y = np.array(ys, dtype=np.int64)
-        # Samples of one recording stay together in splits; a sample without a clip is its own group.
-        self.has_clips = any(c is not None for c in clips)
-        self.groups = np.array([c if c is not None else f"file:{f}" for c, f in zip(clips, self.files)])
-
-    def count(self, label):
-        return int((self.y == label).sum())
-
-    def missing(self):
-        """(samples with a missing point, {point name: samples missing it}, most often first)."""
-        absent = np.isnan(self.X[:, 0::2])
-        counts = {KEYPOINT_NAMES[i]: int(absent[:, i].sum()) for i in np.argsort(-absent.sum(0), kind="stable")
-                  if absent[:, i].any()}
-        return int(absent.any(1).sum()), counts
-
-
-def require_groups(dataset, needed, purpose, by_clip):
-    """Raise DataError unless each class has `needed` clips (by_clip) or samples."""
-    for label in (0, 1):
-        of_class = dataset.y == label
-        n_groups = len(set(dataset.groups[of_class])) if by_clip else int(of_class.sum())
-        if n_groups < needed:
-            raise DataError(f"{dataset.root}: only {n_groups} {'clips' if by_clip else 'samples'} of class "
-                            f"{CLASS_NAMES[label]}, too few {purpose} (need at least {needed})")
-
-
-FRAME_SPLIT_WARNING = ("validation frames come from the training recordings (a class has too few clips to keep "
-                       "clips whole), so the accuracy shown is optimistic")
-
-
-def keeps_clips_whole(dataset, k):
-    """Whether a k-fold split can keep clips whole: samples have clips and each class has k."""
-    return dataset.has_clips and all(len(set(dataset.groups[dataset.y == label])) >= k for label in (0, 1))
-
-
-def fold_plan(fraction, n_groups):
-    """(k, m): validation = m of k group folds, with m / k closest to fraction (fewest folds
-    on a tie), k at most the number of clips and 20: 0.2 -> 1 of 5, 0.4 -> 2 of 5."""
-    options = [(abs(m / k - fraction), k, m) for k in range(2, min(n_groups, 20) + 1) for m in range(1, k)]
-    return min(options)[1:]
-
-
-def split(dataset, val_split, seed):
-    """(train, validation indices, warning or None): stratified; whole clips on one side when
-    samples have clips. When a class has too few clips for that (one video of each class,
-    say), frames are split instead, with a warning that validation is optimistic."""
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
-    by_clip = keeps_clips_whole(dataset, 2)
-    require_groups(dataset, 2, "to split into training and validation", by_clip)
-    if by_clip:
-        k, m = fold_plan(val_split, len(set(dataset.groups)))
-        folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(
-            dataset.X, dataset.y, dataset.groups)
-        val = np.sort(np.concatenate([test for _, test in list(folds)[:m]]))
-        train = np.setdiff1d(np.arange(len(dataset.y)), val)
-    else:
-        splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_split, random_state=seed)
-        train, val = next(splitter.split(dataset.X, dataset.y))
-    for label in (0, 1):
-        if not ((dataset.y[train] == label).any() and (dataset.y[val] == label).any()):
-            raise DataError(f"{dataset.root}: too few samples of class {CLASS_NAMES[label]} to have it "
-                            f"on both sides of the split")
-    return train, val, FRAME_SPLIT_WARNING if dataset.has_clips and not by_clip else None
+        raise DataError(f"{record_path}: cannot read the training record of {path} ({e.strerror})")
+    except (ValueError, KeyError, TypeError):
+        raise DataError(f"{record_path}: not a training record with a model configuration (made by an "
+                        f"older train.py?); load {path} with PoseClassifier() and load_state_dict instead")
+    model = PoseClassifier(**config)
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu"))
+    except (OSError, RuntimeError) as e:
+        raise DataError(f"{path}: cannot be loaded as the PoseClassifier its record describes "
+                        f"({str(e).splitlines()[0][:120]})")
+    return model.eval()
 
 
 # ----------------------------------------------------------------------------- training
@@ -565,13 +363,33 @@ def evaluate(model, x, y):
     return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item(), logits.argmax(1)
 
 
+def train_epoch(model, optimizer, scheduler, xt, yt, batch_size, gen, args, bar):
+    """One pass over the training tensors in shuffled batches; (mean loss, accuracy)."""
+    model.train()
+    total_loss = correct = 0
+    for idx in bar(make_batches(len(xt), batch_size, gen)):
+        xb, yb = xt[idx], yt[idx]
+        if args.augment:
+            xb = augment(xb.cpu(), gen, args.drop_joints).to(xt.device)
+        optimizer.zero_grad()
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        loss.backward()
+        optimizer.step()
+        if scheduler:
+            scheduler.step()
+        total_loss += loss.item() * len(idx)
+        correct += (logits.argmax(1) == yb).sum().item()
+    return total_loss / len(xt), correct / len(xt)
+
+
 def fit(X_train, y_train, X_val, y_val, args, log=None):
     """Train a PoseClassifier; returns (model with the best epoch's weights, history, best epoch).
 
     The best epoch is the one with the highest validation accuracy; among ties (common
     on small validation sets) the one most accurate on the same frames with 2 random
     points removed, then the one with the lowest validation loss. Its weights are
-    deep-copied, not referenced.
+    deep-copied, not referenced. Without validation data the last epoch is kept.
     """
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
@@ -579,7 +397,7 @@ def fit(X_train, y_train, X_val, y_val, args, log=None):
     model = PoseClassifier().to(device)
     normalize = KeypointNormalizer()
     xt, yt = torch.from_numpy(normalize(X_train)).to(device), torch.from_numpy(y_train).to(device)
-    select = X_val is not None      # without validation data: keep the last epoch
+    select = X_val is not None
     if select:
         xv, yv = torch.from_numpy(normalize(X_val)).to(device), torch.from_numpy(y_val).to(device)
         # Tie-break: an early epoch can match a later one on whole frames and still fall
@@ -588,29 +406,14 @@ def fit(X_train, y_train, X_val, y_val, args, log=None):
         xv_removed = torch.from_numpy(remove_points(X_val, 2, np.random.default_rng(args.seed))).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     batch_size = auto_batch_size(len(xt), args.batch_size)
-    steps_per_epoch = math.ceil(len(xt) / batch_size)
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs * steps_per_epoch)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs * math.ceil(len(xt) / batch_size))
                  if args.schedule == "cosine" else None)
-    history, best, best_key, best_state = [], 0, None, None
+    history, best, best_key, best_state = [], args.epochs, None, None
     for epoch in range(1, args.epochs + 1):
-        model.train()
-        batches = make_batches(len(xt), batch_size, gen)
-        total_loss = correct = 0
-        bar = _progress(batches, desc=f"Epoch {epoch}/{args.epochs}", leave=False, unit="batch", disable_if=log is None)
-        for idx in bar:
-            xb, yb = xt[idx], yt[idx]
-            if args.augment:
-                xb = augment(xb.cpu(), gen, args.drop_joints).to(device)
-            optimizer.zero_grad()
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            loss.backward()
-            optimizer.step()
-            if scheduler:
-                scheduler.step()
-            total_loss += loss.item() * len(idx)
-            correct += (logits.argmax(1) == yb).sum().item()
-        record = {"epoch": epoch, "train_loss": total_loss / len(xt), "train_acc": correct / len(xt)}
+        bar = lambda batches: progress(batches, desc=f"Epoch {epoch}/{args.epochs}", leave=False, unit="batch",
+                                       disable_if=log is None)
+        train_loss, train_acc = train_epoch(model, optimizer, scheduler, xt, yt, batch_size, gen, args, bar)
+        record = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
         history.append(record)
         if not select:
             continue
@@ -618,7 +421,7 @@ def fit(X_train, y_train, X_val, y_val, args, log=None):
         record["val_acc_2_removed"] = evaluate(model, xv_removed, yv)[1]
         if log:
             log(f"Epoch [{epoch}/{args.epochs}]:\n"
-                f"  Train Loss: {record['train_loss']:.4f}, Train Acc: {100 * record['train_acc']:.2f}%\n"
+                f"  Train Loss: {train_loss:.4f}, Train Acc: {100 * train_acc:.2f}%\n"
                 f"  Val Acc: {100 * record['val_acc']:.2f}% (with 2 points removed: "
                 f"{100 * record['val_acc_2_removed']:.2f}%)")
         key = (record["val_acc"], record["val_acc_2_removed"], -record["val_loss"])
@@ -626,18 +429,41 @@ def fit(X_train, y_train, X_val, y_val, args, log=None):
             best, best_key, best_state = epoch, key, copy.deepcopy(model.state_dict())
     if select:
         model.load_state_dict(best_state)
-    else:
-        best = args.epochs
     model.eval()
     return model, history, best
 
 
-def _progress(iterable, disable_if=False, **kwargs):
-    """tqdm progress bar on a terminal; nothing in logs, pipes and CI."""
-    if disable_if:
-        return iterable
-    from tqdm import tqdm
-    return tqdm(iterable, disable=None, file=sys.stderr, **kwargs)
+def predict_probabilities(model, X, device="cpu"):
+    """(N, 2) class probabilities for raw keypoints X (numpy), with a PoseClassifier in eval mode."""
+    with torch.no_grad():
+        logits = model(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device))
+    return F.softmax(logits, dim=1).cpu().numpy()
+
+
+# ----------------------------------------------------------------------------- models compared
+class NetClassifier(ClassifierMixin, BaseEstimator):
+    """PoseClassifier behind scikit-learn's fit / predict_proba, so that --cv compares it with
+    the peers through the same calls. fit trains with `settings` (train.py's flags) and
+    keeps the last epoch: picking an epoch on the test fold would be peeking."""
+
+    def __init__(self, settings=None):
+        self.settings = settings
+
+    def fit(self, X, y):
+        self.model_ = fit(X, y, None, None, self.settings)[0]
+        self.classes_ = np.arange(len(CLASS_NAMES))
+        return self
+
+    def predict_proba(self, X):
+        return predict_probabilities(self.model_, X, self.settings.device)
+
+    def predict(self, X):
+        return self.predict_proba(X).argmax(1)
+
+
+def compared_models(args):
+    """Every model --cv compares, by the name it has in the table: ours first, then the peers."""
+    return {"PoseClassifier": NetClassifier(args), **evaluation.peers(args.seed, KeypointNormalizer())}
 
 
 # ----------------------------------------------------------------------------- export
@@ -697,60 +523,6 @@ def onnx_parity(model, path, x):
     return float(np.abs(onnx_out - torch_out).max())
 
 
-TEMP_PREFIX = ".tmp-"      # our temporary files: .tmp-<pid>-<target name>.<random>
-
-
-def temp_path(folder, name):
-    """A new empty temporary file in folder, for writing `name` and renaming it into place.
-    It gets the mode any new file gets under the user's umask (mkstemp alone gives 0600,
-    which a service running as another user could not read), and the process id in its
-    name, so that a later run can tell a leftover from a file still being written."""
-    fd, path = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-{name}.", dir=folder)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-    return path
-
-
-def remove_stale_temps(folder):
-    """Remove temporary files that a killed run of ours left in folder: .tmp-<pid>-... whose
-    process is gone, and the .<category>.<random>.pt/.onnx names of earlier versions."""
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return 0
-    removed = 0
-    for name in names:
-        ours = re.match(rf"{re.escape(TEMP_PREFIX)}(\d+)-", name)
-        left_by_dead_run = ours and not pid_alive(int(ours.group(1)))
-        legacy = re.fullmatch(r"\.[^.]+\.[A-Za-z0-9_]{8}\.(pt|onnx)", name)
-        if not (left_by_dead_run or legacy):
-            continue
-        try:
-            os.remove(os.path.join(folder, name))
-            removed += 1
-        except OSError:
-            pass
-    return removed
-
-
-def report_stale_temps(folder):
-    removed = remove_stale_temps(folder)
-    if removed:
-        print(f"Removed {removed} temporary file(s) that an interrupted run left in {folder}", file=sys.stderr)
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True         # exists, owned by someone else
-    return True
-
-
 def write_models(model, category, models_dir, metadata, record, X_check):
     """Write <category>.pt, <category>.onnx and the training record <category>.json via
     temporary files, renamed in place only once the ONNX model has passed the checker and
@@ -764,7 +536,7 @@ def write_models(model, category, models_dir, metadata, record, X_check):
     temps = {}
     try:
         for ext, target in targets.items():
-            temps[ext] = temp_path(models_dir, os.path.basename(target))
+            temps[ext] = outputs.temp_path(models_dir, os.path.basename(target))
         with open(temps[".json"], "w") as f:
             f.write(record_text)
         torch.save(model.state_dict(), temps[".pt"])
@@ -785,379 +557,129 @@ def write_models(model, category, models_dir, metadata, record, X_check):
     return [targets[".pt"], targets[".onnx"]], targets[".json"], diff, onnx_nodes(targets[".onnx"])
 
 
-def sample_digest(keypoints):
-    """Short SHA-1 of one sample's keypoints as the model sees them (float32)."""
-    return hashlib.sha1(np.asarray(keypoints, dtype=np.float32).tobytes()).hexdigest()[:16]
-
-
 def finite_model(model):
     return all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point())
 
 
-# ----------------------------------------------------------------------------- reports
-def print_statistics(datasets):
-    print("Dataset Statistics:")
-    for ds in datasets:
-        print(f"{ds.category.capitalize()}:")
-        print(f"  - Correct samples: {ds.count(1)}")
-        print(f"  - Incorrect samples: {ds.count(0)}")
-        print(f"  - Total samples: {len(ds.y)}")
-        if ds.has_clips:
-            print(f"  - Clips (recordings): {len(set(ds.groups))}")
-        n_missing, counts = ds.missing()
-        if n_missing:
-            often = ", ".join(f"{name} {n}" for name, n in list(counts.items())[:6])
-            print(f"  - Samples with missing points: {n_missing} ({100 * n_missing / len(ds.y):.1f}%); "
-                  f"most often missing: {often}")
-        print()
+# ----------------------------------------------------------------------------- a normal run
+@dataclasses.dataclass
+class Validation:
+    """What a normal run measured on its validation split."""
+    val_idx: np.ndarray
+    probabilities: np.ndarray     # (N, 2) of the validation samples
+    accuracy: float
+    clip_true: np.ndarray         # per recording (per sample without clips)
+    clip_pred: np.ndarray
+    removed: dict                 # {k: accuracy with k points removed}
+
+    @property
+    def clip_accuracy(self):
+        return float((self.clip_true == self.clip_pred).mean())
 
 
-def report_problems(ds, strict):
-    """Print invalid samples and label warnings; with strict, invalid samples are an error."""
-    for path, reason in ds.warnings:
-        print(f"warning: {path}: {reason}", file=sys.stderr)
-    if ds.ignored:
-        print(f"{ds.category}: ignored {ds.ignored} macOS '._' file(s) (AppleDouble metadata, not samples)",
-              file=sys.stderr)
-    for path, reason in ds.invalid:
-        print(f"{'error' if strict else 'skipped'}: {path}: {reason}", file=sys.stderr)
-    if ds.invalid:
-        if strict:
-            raise DataError(f"{ds.root}: {len(ds.invalid)} invalid sample(s) and --strict is set")
-        print(f"{ds.category}: skipped {len(ds.invalid)} invalid sample(s) "
-              f"(listed above; --strict makes this an error)", file=sys.stderr)
-
-
-def print_confusion(cm, title):
-    print(f"{title} (rows: true, columns: predicted):")
-    print(f"{'':>12}{CLASS_NAMES[0]:>11}{CLASS_NAMES[1]:>10}")
-    for label in (0, 1):
-        print(f"{CLASS_NAMES[label]:>12}{cm[label, 0]:>11}{cm[label, 1]:>10}")
-
-
-def train_category(ds, args):
-    """Split, train, report and export one category; returns its figures for --json."""
-    from sklearn.metrics import classification_report, confusion_matrix
-    train_idx, val_idx, warning = split(ds, args.val_split, args.seed)
-    print(f"Training {ds.category.upper()} Classification Model")
-    print("=" * 60)
-    where = ("clips kept whole" if ds.has_clips and not warning else
-             "frames, clips split: see the warning" if warning else "stratified")
-    print(f"Split: {len(train_idx)} training, {len(val_idx)} validation samples ({where}; "
-          f"{100 * len(val_idx) / len(ds.y):.0f}% for --val-split {args.val_split:g}); device {args.device}")
-    batch_size = auto_batch_size(len(train_idx), args.batch_size)
-    print(f"Batches of {batch_size}" + ("" if args.batch_size else " (--batch-size auto)") +
-          f", {math.ceil(len(train_idx) / batch_size)} per epoch, {args.epochs} epochs")
-    if warning:
-        print(f"warning: {ds.root}: {warning}", file=sys.stderr)
-    start = time.perf_counter()
-    model, history, best = fit(ds.X[train_idx], ds.y[train_idx], ds.X[val_idx], ds.y[val_idx], args, log=_log)
-    seconds = time.perf_counter() - start
+def validate(model, ds, val_idx, args):
+    """Measure a trained model on the validation samples; raise DataError if it diverged."""
     X_val, y_val = ds.X[val_idx], ds.y[val_idx]
     probabilities = predict_probabilities(model, X_val, args.device)
     if not (finite_model(model) and np.isfinite(probabilities).all()):
         raise DataError(f"{ds.category}: training diverged (weights or outputs are not finite; "
                         f"--lr {args.lr:g} may be too high); models not written, earlier ones kept")
-    pred = probabilities.argmax(1)
-    val_acc = float((pred == y_val).mean())
-    print(f"\nBest epoch: {best}/{args.epochs}, Val Acc {100 * val_acc:.2f}% (picked by validation "
-          f"accuracy, so this figure is optimistic; `--cv 5` gives an unbiased estimate)")
-    print("\nClassification report (validation):")
-    print(classification_report(y_val, pred, labels=[0, 1], target_names=CLASS_NAMES, digits=3, zero_division=0))
-    print_confusion(confusion_matrix(y_val, pred, labels=[0, 1]), "Confusion matrix")
     clip_true, clip_pred = clip_scores(ds.groups[val_idx], y_val, probabilities)   # without clips: per sample
-    clip_acc = float((clip_true == clip_pred).mean())
-    if ds.has_clips:
-        print(f"\nPer recording (validation): {100 * clip_acc:.2f}% of {len(clip_true)} clips get the right "
-              f"verdict (the class with the highest mean probability over the clip's frames)")
-        print_confusion(confusion_matrix(clip_true, clip_pred, labels=[0, 1]), "Per-recording confusion matrix")
     removed = accuracy_with_points_removed(lambda X: predict_probabilities(model, X, args.device).argmax(1),
                                            X_val, y_val, args.seed)
-    print(f"\nValidation accuracy with k random points removed from each frame ({REMOVAL_DRAWS} draws, "
-          f"one shoulder or hip kept" + (f"; {REMOVAL_MAX_FRAMES:,} random frames" if len(X_val) > REMOVAL_MAX_FRAMES
-                                         else "") + "): " + ", ".join([f"k=0 {100 * val_acc:.2f}%"] +
-                                                     [f"k={k} {100 * a:.2f}%" for k, a in removed.items()]))
-    # The ONNX file carries what deployment needs; the training record (which samples were
-    # held out, the figures, the settings) goes beside it, in models/<category>.json.
+    return Validation(val_idx, probabilities, float((probabilities.argmax(1) == y_val).mean()),
+                      clip_true, clip_pred, removed)
+
+
+SETTINGS = ("epochs", "lr", "schedule", "batch_size", "val_split", "augment", "drop_joints", "min_visibility", "seed")
+
+
+def training_record(ds, args, model, v, best, warning):
+    """models/<category>.json: the model's configuration, which samples were held out, the
+    figures and the settings."""
+    return {
+        "category": ds.category, "class_names": CLASS_NAMES, "data_dir": os.path.abspath(args.data_dir),
+        "model": {"class": type(model).__name__, "config": model.config},
+        "val_samples": [ds.files[i] for i in v.val_idx],
+        "val_sample_sha1": [sample_digest(x) for x in ds.X[v.val_idx]],
+        "val_accuracy": round(v.accuracy, 6), "val_clip_accuracy": round(v.clip_accuracy, 6),
+        "n_val_clips": len(v.clip_true), "best_epoch": best, "split_warning": warning,
+        "settings": {name: getattr(args, name) for name in SETTINGS},
+        "versions": {"torch": torch.__version__, "numpy": np.__version__},
+    }
+
+
+def onnx_metadata(ds, args, model, warning):
+    """What deployment needs, in the ONNX file's metadata."""
     metadata = {
         "category": ds.category, "class_names": CLASS_NAMES, "keypoint_layout": KEYPOINT_NAMES,
         "normalization": NORMALIZATION + " (inside the model: feed raw keypoints)",
         "missing_points": "NaN (x and y); a row with no shoulder and no hip gives [0.5, 0.5]",
-        "min_visibility": f"{args.min_visibility:g}",
+        "min_visibility": f"{args.min_visibility:g}", "model_config": model.config,
     }
     if warning:
         metadata["split_warning"] = warning
-    settings = ("epochs", "lr", "schedule", "batch_size", "val_split", "augment", "drop_joints", "min_visibility",
-                "seed")
-    record = {
-        "category": ds.category, "class_names": CLASS_NAMES, "data_dir": os.path.abspath(args.data_dir),
-        "val_samples": [ds.files[i] for i in val_idx],
-        "val_sample_sha1": [sample_digest(x) for x in X_val],
-        "val_accuracy": round(val_acc, 6), "val_clip_accuracy": round(clip_acc, 6), "n_val_clips": len(clip_true),
-        "best_epoch": best, "split_warning": warning,
-        "settings": {name: getattr(args, name) for name in settings},
-        "versions": {"torch": torch.__version__, "numpy": np.__version__},
-    }
-    files, record_path, diff, nodes = write_models(model.cpu(), ds.category, args.models_dir, metadata, record,
-                                                   X_val)
+    return metadata
+
+
+def train_category(ds, args):
+    """Split, train, measure, export and report one category; returns its figures for --json."""
+    train_idx, val_idx, warning = split(ds, args.val_split, args.seed)
+    print_plan(ds, args, len(train_idx), len(val_idx), auto_batch_size(len(train_idx), args.batch_size), warning)
+    start = time.perf_counter()
+    model, history, best = fit(ds.X[train_idx], ds.y[train_idx], ds.X[val_idx], ds.y[val_idx], args, log=log)
+    seconds = time.perf_counter() - start
+    v = validate(model, ds, val_idx, args)
+    print_validation(ds, args, v, best)
+    files, record_path, diff, nodes = write_models(
+        model.cpu(), ds.category, args.models_dir, onnx_metadata(ds, args, model, warning),
+        training_record(ds, args, model, v, best, warning), ds.X[val_idx])
     model.to(args.device)
-    print(f"\nONNX check passed; ONNX Runtime matches PyTorch on the validation samples, also with "
-          f"points missing (max diff {diff:.1e}); the graph has {nodes} operator nodes")
-    print("Files written:")
-    for path in files:
-        print(f"  {path} ({os.path.getsize(path) / 1e6:.3f} MB)")
-    print(f"  {record_path} (training record: validation samples, figures, settings)")
-    print()
-    return {"n_train": len(train_idx), "n_val": len(val_idx), "val_accuracy": round(val_acc, 6),
-            "val_clip_accuracy": round(clip_acc, 6), "n_val_clips": len(clip_true),
+    print_files(files, record_path, diff, nodes)
+    return run_json(len(train_idx), v, best, seconds, nodes, warning)
+
+
+def run_json(n_train, v, best, seconds, nodes, warning):
+    """A normal run's figures of one category, for --json."""
+    return {"n_train": n_train, "n_val": len(v.val_idx), "val_accuracy": round(v.accuracy, 6),
+            "val_clip_accuracy": round(v.clip_accuracy, 6), "n_val_clips": len(v.clip_true),
             "best_epoch": best, "train_seconds": round(seconds, 3), "onnx_nodes": nodes,
-            "val_accuracy_points_removed": {str(k): round(a, 6) for k, a in removed.items()},
+            "val_accuracy_points_removed": {str(k): round(a, 6) for k, a in v.removed.items()},
             "warning": warning}
 
 
-def cv_folds(ds, k, seed):
-    """(K stratified folds, warning or None): each clip inside one fold (StratifiedGroupKFold)
-    when samples have clips; frames otherwise, with a warning when clips had to be split."""
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-    by_clip = keeps_clips_whole(ds, k)
-    require_groups(ds, k, f"for {k}-fold cross-validation", by_clip)
-    if by_clip:
-        return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(ds.X, ds.y, ds.groups)), None
-    folds = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(ds.X, ds.y))
-    return folds, (FRAME_SPLIT_WARNING.replace("validation frames", "test frames") if ds.has_clips else None)
-
-
-def peers(seed):
-    """scikit-learn baselines, fed the same normalized keypoints PoseClassifier starts from,
-    missing points left missing (NaN): HistGradientBoosting takes NaN itself; the others
-    get mean imputation plus a missing-value indicator for every coordinate, so they know
-    which points are absent, as PoseClassifier does from its presence mask."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.feature_selection import VarianceThreshold
-    from sklearn.impute import MissingIndicator, SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.pipeline import make_pipeline, make_union
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
-
-    def imputed(model):
-        fill = make_union(SimpleImputer(keep_empty_features=True), MissingIndicator(features="all"))
-        return make_pipeline(fill, StandardScaler(), model)
-    return {
-        "LogisticRegression": imputed(LogisticRegression(max_iter=5000)),
-        "SVC (RBF)": imputed(SVC()),
-        "KNeighbors": imputed(KNeighborsClassifier()),
-        # VarianceThreshold drops coordinates that are missing in every training sample (the
-        # legs of an upper-body recording), which HistGradientBoosting cannot bin.
-        "HistGradientBoosting": make_pipeline(VarianceThreshold(), HistGradientBoostingClassifier(random_state=seed)),
-    }
-
-
-# Above this many training frames, the RBF SVC peer is fitted on a stratified subsample of
-# that size: its fit time grows about with the square of the frames (synthetic stance,
-# 5,000 / 10,000 / 20,000 / 32,000 frames: 0.4 / 1.2 / 4.6 / 12.7 s on 2 cores).
-SVC_MAX_TRAIN = 20000
-
-
-def peer_training_rows(name, train, y, seed):
-    """The training rows a peer is fitted on: all, or for the SVC a stratified subsample."""
-    if name != "SVC (RBF)" or len(train) <= SVC_MAX_TRAIN:
-        return train
-    from sklearn.model_selection import train_test_split
-    return train_test_split(train, train_size=SVC_MAX_TRAIN, stratify=y[train], random_state=seed)[0]
-
-
-# Robustness: each test frame is scored again with this many of its points removed at
-# random (REMOVAL_DRAWS draws each), the way occlusion loses them in real recordings. A
-# larger test fold is scored on a random REMOVAL_MAX_FRAMES of its frames (the same for
-# every model): 20 more predictions of every frame would cost a large CV more than fitting.
-REMOVED_POINTS = (1, 2, 3, 4)
-REMOVAL_DRAWS = 5
-REMOVAL_MAX_FRAMES = 2000
-
-
-def remove_points(X, k, rng):
-    """Copy of raw keypoints X (N, 28) with k random present points of each row set to NaN.
-    One shoulder or hip, chosen at random, is always kept, so every row can still be placed."""
-    X = np.array(X, dtype=np.float32)
-    p = X.reshape(len(X), NUM_POINTS, 2)
-    present = ~np.isnan(p[:, :, 0])
-    keys = np.where(present, rng.random(present.shape), np.inf)
-    anchor = np.array(TORSO)[np.where(present[:, TORSO], rng.random((len(X), len(TORSO))), -1).argmax(1)]
-    keys[np.arange(len(X)), anchor] = np.inf
-    order = np.argsort(keys, axis=1)[:, :k]
-    chosen = np.take_along_axis(keys, order, axis=1) < np.inf
-    rows = np.broadcast_to(np.arange(len(X))[:, None], order.shape)
-    p[rows[chosen], order[chosen]] = np.nan
-    return X
-
-
-def accuracy_with_points_removed(predict, X, y, seed):
-    """{k: mean accuracy over REMOVAL_DRAWS draws with k points removed} for k in REMOVED_POINTS,
-    on at most REMOVAL_MAX_FRAMES frames of X; the frames and draws depend only on seed, so
-    every model is scored on the same frames."""
-    if len(X) > REMOVAL_MAX_FRAMES:
-        rows = np.random.default_rng([seed, 0]).choice(len(X), REMOVAL_MAX_FRAMES, replace=False)
-        X, y = X[rows], y[rows]
-    result = {}
-    for k in REMOVED_POINTS:
-        rng = np.random.default_rng([seed, k])
-        result[k] = float(np.mean([(predict(remove_points(X, k, rng)) == y).mean() for _ in range(REMOVAL_DRAWS)]))
-    return result
-
-
-def predict_probabilities(model, X, device="cpu"):
-    """(N, 2) class probabilities for raw keypoints X (numpy), with a PoseClassifier in eval mode."""
-    with torch.no_grad():
-        logits = model(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device))
-    return F.softmax(logits, dim=1).cpu().numpy()
-
-
-def clip_verdicts(groups, probabilities):
-    """One verdict per recording, in the order of np.unique(groups): the class with the highest
-    mean probability over the clip's frames. One-hot rows (predictions or labels) make it a
-    majority vote; a tie goes to class 0."""
-    names, inverse = np.unique(groups, return_inverse=True)
-    sums = np.zeros((len(names), probabilities.shape[1]))
-    np.add.at(sums, inverse, probabilities)
-    return sums.argmax(1)
-
-
-def clip_scores(groups, y, probabilities):
-    """(clip labels, clip verdicts): a clip's label is the majority of its frames' labels."""
-    return clip_verdicts(groups, np.eye(2)[y]), clip_verdicts(groups, probabilities)
-
-
-def cross_validate(ds, args):
-    """Per model, on identical folds: frame accuracy and macro F1 per fold, accuracy per
-    recording, time spent fitting and predicting, and accuracy with random points removed."""
-    from sklearn.base import clone
-    from sklearn.metrics import accuracy_score, f1_score
-    folds, warning = cv_folds(ds, args.cv, args.seed)
-    if warning:
-        print(f"warning: {ds.root}: {warning}", file=sys.stderr)
-    normalize = KeypointNormalizer()
-    models = {"PoseClassifier": None, **peers(args.seed)}
-    scores = {name: {"acc": [], "f1": [], "removed": [], "clips": 0, "clips_right": 0, "seconds": 0.0}
-              for name in models}
-    voters = set()          # peers without probabilities: their clip verdict is a majority vote
-    subsampled = {}         # peers fitted on a subsample: how many training rows
-    start = time.perf_counter()
-    for fold, (train, test) in enumerate(_progress(folds, desc=f"{ds.category} folds", unit="fold")):
-        for name, peer in models.items():
-            began = time.perf_counter()
-            if peer is None:
-                # Same settings as a normal run, but the last epoch is kept: picking the epoch
-                # on the test fold would be peeking.
-                model = fit(ds.X[train], ds.y[train], None, None, args)[0]
-                probabilities = predict_probabilities(model, ds.X[test], args.device)
-                predict = lambda X, model=model: predict_probabilities(model, X, args.device).argmax(1)
-            else:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")    # e.g. a coordinate never seen in this fold
-                    rows = peer_training_rows(name, train, ds.y, args.seed)
-                    if len(rows) < len(train):
-                        subsampled[name] = len(rows)
-                    fitted = clone(peer).fit(normalize(ds.X[rows]), ds.y[rows])
-                if hasattr(fitted, "predict_proba"):
-                    probabilities = fitted.predict_proba(normalize(ds.X[test]))
-                else:
-                    probabilities = np.eye(2)[fitted.predict(normalize(ds.X[test]))]
-                    voters.add(name)
-                predict = lambda X, fitted=fitted: fitted.predict(normalize(X))
-            pred = probabilities.argmax(1)
-            s = scores[name]
-            s["seconds"] += time.perf_counter() - began
-            s["acc"].append(accuracy_score(ds.y[test], pred))
-            s["f1"].append(f1_score(ds.y[test], pred, average="macro"))
-            clip_true, clip_pred = clip_scores(ds.groups[test], ds.y[test], probabilities)
-            s["clips"] += len(clip_true)
-            s["clips_right"] += int((clip_true == clip_pred).sum())
-            s["removed"].append(accuracy_with_points_removed(predict, ds.X[test], ds.y[test], args.seed * 1000 + fold))
-    seconds = time.perf_counter() - start
-    where = "clips kept whole" if ds.has_clips and not warning else "frames, clips split" if warning else "stratified"
-    print(f"Cross-validation: {ds.category.upper()} ({args.cv} folds, {where}, {len(ds.y)} samples, "
-          f"{seconds:.1f} s)")
-    print("=" * 60)
-    best = max(scores, key=lambda n: np.mean(scores[n]["acc"]))
-    unit = "clips" if ds.has_clips else "samples"
-    print(f"  {'model':<20}{'accuracy % (mean +- std)':>26}{'macro F1':>10}{'per recording %':>17}"
-          f"{'seconds':>9}   per fold")
-    for name, s in scores.items():
-        mark = "*" if name == best else " "
-        folds_text = " ".join(f"{100 * a:.1f}" for a in s["acc"])
-        clip_text = f"{100 * s['clips_right'] / s['clips']:.2f}" + ("v" if name in voters else " ")
-        print(f"{mark} {name:<20}{100 * np.mean(s['acc']):>17.2f} +- {100 * np.std(s['acc']):<5.2f}"
-              f"{np.mean(s['f1']):>10.3f}{clip_text:>17}{s['seconds']:>9.1f}   {folds_text}")
-    print("* best mean accuracy. PoseClassifier: last epoch of each fold (no epoch picked on test data).")
-    for name, n in subsampled.items():
-        print(f"{name}: fitted on a stratified subsample of {n:,} training frames per fold (above "
-              f"{SVC_MAX_TRAIN:,}, its fit time grows about with the square of the frames).")
-    n_clips = scores[best]["clips"]
-    print(f"Per recording: the class with the highest mean probability over a clip's frames, over all "
-          f"{n_clips} test {unit} of all folds" + ("" if ds.has_clips else " (no clips: each sample is its own clip)")
-          + ("; v: no probabilities, so a majority vote of frame predictions" if voters else "") + ".")
-    removed = {name: {k: float(np.mean([r[k] for r in s["removed"]])) for k in REMOVED_POINTS}
-               for name, s in scores.items()}
-    capped = max(len(test) for _, test in folds) > REMOVAL_MAX_FRAMES
-    print(f"\nAccuracy % with k random points removed from each test frame ({REMOVAL_DRAWS} draws, "
-          f"one shoulder or hip kept; the same frames for every model"
-          + (f"; at most {REMOVAL_MAX_FRAMES:,} random frames of each test fold" if capped else "") + "):")
-    print(f"  {'model':<20}" + "".join(f"{'k=' + str(k):>8}" for k in (0, *REMOVED_POINTS)))
-    for name, s in scores.items():
-        print(f"  {name:<20}{100 * np.mean(s['acc']):>8.2f}" + "".join(f"{100 * removed[name][k]:>8.2f}"
-                                                                     for k in REMOVED_POINTS))
-    print()
-    return {name: {"mean": round(float(np.mean(s["acc"])), 6), "std": round(float(np.std(s["acc"])), 6),
-                   "folds": [round(float(a), 6) for a in s["acc"]],
-                   "f1_mean": round(float(np.mean(s["f1"])), 6),
-                   "clip_mean": round(s["clips_right"] / s["clips"], 6), "n_clips": s["clips"],
-                   "clip_verdict": "majority vote" if name in voters else "mean probability",
-                   "seconds": round(s["seconds"], 3), "fitted_on_subsample": subsampled.get(name),
-                   "points_removed": {str(k): round(v, 6) for k, v in removed[name].items()}}
-            for name, s in scores.items()}
-
-
-def _log(text):
+def log(text):
     from tqdm import tqdm
     tqdm.write(text)
 
 
-def write_json(path, data):
-    """Write JSON via a temporary file, so a failure leaves no half-written report."""
-    temp = temp_path(os.path.dirname(os.path.abspath(path)), os.path.basename(path))
-    try:
-        with open(temp, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        os.remove(temp)
-        raise
+# ----------------------------------------------------------------------------- cross-validation
+def cross_validate(ds, args):
+    """({model name: Scores} on identical folds, the folds, warning or None, seconds): frame
+    accuracy and macro F1 per fold, accuracy per recording, time spent fitting and
+    predicting, and accuracy with random points removed."""
+    from sklearn.base import clone
+    fold_list, warning = cv_folds(ds, args.cv, args.seed)
+    if warning:
+        print(f"warning: {ds.root}: {warning}", file=sys.stderr)
+    models = compared_models(args)
+    scores = {name: Scores() for name in models}
+    start = time.perf_counter()
+    for fold, (train, test) in enumerate(progress(fold_list, desc=f"{ds.category} folds", unit="fold")):
+        for name, model in models.items():
+            began = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")    # e.g. a coordinate never seen in this fold
+                fitted = clone(model).fit(ds.X[train], ds.y[train])
+            scores[name].add_fold(fitted, ds, train, test, args.seed * 1000 + fold, began)
+    return scores, fold_list, warning, time.perf_counter() - start
 
 
-def finish(results, failed, json_path):
-    """Write the --json report if asked, name the failed categories; the exit code."""
-    if json_path:
-        try:
-            write_json(json_path, results)
-        except OSError as e:
-            print(f"error: {json_path}: cannot write the JSON report ({e.strerror})", file=sys.stderr)
-            return 1
-    if failed:
-        print(f"Failed: {', '.join(failed)} (see the errors above)", file=sys.stderr)
-        return 1
-    return 0
-
-
-def check_writable(folder):
-    try:
-        os.makedirs(folder, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        raise DataError(f"{folder}: cannot write models there ({e.strerror or e.__class__.__name__})")
+def cv_category(ds, args):
+    """Cross-validate one category, print the tables; returns its figures for --json."""
+    scores, fold_list, warning, seconds = cross_validate(ds, args)
+    print_cv(ds, args, scores, fold_list, warning, seconds)
+    return evaluation.scores_json(scores)
 
 
 # ----------------------------------------------------------------------------- main
@@ -1206,7 +728,11 @@ def parse_args(argv=None):
                    help="K-fold cross-validation against scikit-learn peers instead of training models "
                         "(default: off; writes no models)")
     p.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file (default: none)")
-    args = p.parse_args(argv)
+    return check_args(p, p.parse_args(argv))
+
+
+def check_args(p, args):
+    """parse_args's checks of the values: p.error (exit 2) with one sentence."""
     if args.epochs < 1 or (args.batch_size is not None and args.batch_size < 2) or not 0 < args.lr < math.inf:
         p.error("--epochs must be >= 1, --batch-size >= 2 and --lr a number > 0")
     if not 0 <= args.seed < 2 ** 32:
@@ -1224,46 +750,55 @@ def parse_args(argv=None):
     return args
 
 
+def chosen_categories(args):
+    """The categories to train or cross-validate; raises DataError."""
+    categories = discover_categories(args.data_dir)
+    if args.categories:
+        unknown = [c for c in args.categories if c not in categories]
+        if unknown:
+            raise DataError(f"{args.data_dir}: no category {', '.join(unknown)} (found: {', '.join(categories)})")
+        categories = args.categories
+    if not args.cv:
+        outputs.check_writable(args.models_dir, DataError, "models")
+        outputs.report_stale_temps(args.models_dir)
+    return categories
+
+
+def load_datasets(args, categories, failed):
+    """The Dataset of each category, largest first; a category that cannot be read is named
+    and added to failed."""
+    datasets = []
+    for category in categories:
+        try:
+            if category.endswith("_int8"):
+                # quantize.py writes <category>_int8.onnx: this name would collide with another model
+                raise DataError(f"{os.path.join(args.data_dir, category)}: a category name may not end in "
+                                f"_int8 (quantize.py names its models <category>_int8); rename the folder")
+            datasets.append(Dataset(args.data_dir, category, args.min_visibility))
+        except DataError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed.append(category)
+    return sorted(datasets, key=lambda d: (-len(d.y), d.category))
+
+
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(1)  # these models are tiny: one thread is faster and deterministic
     try:
-        categories = discover_categories(args.data_dir)
-        if args.categories:
-            unknown = [c for c in args.categories if c not in categories]
-            if unknown:
-                raise DataError(f"{args.data_dir}: no category {', '.join(unknown)} "
-                                f"(found: {', '.join(categories)})")
-            categories = args.categories
-        if not args.cv:
-            check_writable(args.models_dir)
-            report_stale_temps(args.models_dir)
+        categories = chosen_categories(args)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print("=== MediaPipe Pose Classification Training ===\n")
-    datasets, failed, results, current = [], [], {}, None
+    failed, results, current = [], {}, None
     try:
-        for category in categories:
-            try:
-                if category.endswith("_int8"):
-                    # quantize.py writes <category>_int8.onnx: this name would collide with another model
-                    raise DataError(f"{os.path.join(args.data_dir, category)}: a category name may not end in "
-                                    f"_int8 (quantize.py names its models <category>_int8); rename the folder")
-                datasets.append(Dataset(args.data_dir, category, args.min_visibility))
-            except DataError as e:
-                print(f"error: {e}", file=sys.stderr)
-                failed.append(category)
-        datasets.sort(key=lambda d: (-len(d.y), d.category))   # largest category first
+        datasets = load_datasets(args, categories, failed)
         print_statistics(datasets)
         for ds in datasets:
             current = ds.category
             try:
                 report_problems(ds, args.strict)
-                if args.cv:
-                    results[ds.category] = cross_validate(ds, args)
-                else:
-                    results[ds.category] = train_category(ds, args)
+                results[ds.category] = cv_category(ds, args) if args.cv else train_category(ds, args)
             except DataError as e:
                 print(f"error: {e}", file=sys.stderr)
                 failed.append(ds.category)
@@ -1274,13 +809,9 @@ def main(argv=None):
               f"{'the rest not measured' if args.cv else 'the rest not written, their earlier models kept'}"
               f"{'' if args.cv or not args.json else '; no JSON report'}.", file=sys.stderr)
         return 130
-    return finish(results, failed, args.json)
-
-
-def _terminate(signum, frame):
-    raise KeyboardInterrupt     # so that a SIGTERM cleans up like Ctrl-C: temporary files removed
+    return outputs.finish(results, failed, args.json)
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, outputs.terminate)
     sys.exit(main())

@@ -21,12 +21,15 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import train  # noqa: E402  (the sample rules: a sample extract.py writes is one train.py accepts)
+if __package__ in (None, ""):      # run as a script: make MediaPipe_Dataset importable as a package
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The sample contract (numpy only: no torch here): a sample extract.py writes is one train.py accepts.
+from MediaPipe_Dataset import outputs  # noqa: E402
+from MediaPipe_Dataset.samples import CLASS_NAMES, class_dir, parse_keypoints  # noqa: E402
 
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-LABELS = {"correct": 1, "incorrect": 0}     # as train.py's folders: the label comes from the folder
+LABELS = {name: label for label, name in enumerate(CLASS_NAMES)}    # the label comes from the folder
 INSTALL_HINT = "pip install -r requirements-video.txt"
 
 
@@ -86,7 +89,7 @@ def landmarks(pose, rgb):
     marks = [[round(m.x, 6), round(m.y, 6), round(m.z, 6), round(m.visibility, 4)]
              for m in result.pose_landmarks.landmark]
     try:
-        train.parse_keypoints(marks)
+        parse_keypoints(marks)
     except ValueError:
         return "hidden"
     return marks
@@ -233,14 +236,11 @@ def main(argv=None):
         return 1
     from tqdm import tqdm
     progress = lambda **kw: tqdm(disable=None, file=sys.stderr, leave=False, **kw)
-    folder = os.path.join(args.out, args.category, f"{args.label} {args.category}")
+    folder = class_dir(args.out, args.category, LABELS[args.label])
     try:
-        os.makedirs(folder, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        print(f"error: {folder}: cannot write samples there ({e.strerror or e.__class__.__name__}); "
-              f"nothing extracted", file=sys.stderr)
+        outputs.check_writable(folder, InputError, "samples")
+    except InputError as e:
+        print(f"error: {e}; nothing extracted", file=sys.stderr)
         return 1
     sources = read_sources(folder)
     failed, written, frames, seconds = [], 0, 0, 0.0

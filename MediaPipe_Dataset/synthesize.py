@@ -20,10 +20,12 @@ import sys
 
 import numpy as np
 
-# 14-point layout (OpenPose COCO-18 order, first 14 points; neck = shoulder midpoint).
-POINTS = ["nose", "neck", "right_shoulder", "right_elbow", "right_wrist",
-          "left_shoulder", "left_elbow", "left_wrist", "right_hip", "right_knee",
-          "right_ankle", "left_hip", "left_knee", "left_ankle"]
+if __package__ in (None, ""):      # run as a script: make MediaPipe_Dataset importable as a package
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from MediaPipe_Dataset.samples import KEYPOINT_NAMES, MIRROR, class_dir  # noqa: E402  (the sample contract)
+
+# The 14-point layout of the sample contract (OpenPose COCO-18 order, first 14 points).
+POINTS = KEYPOINT_NAMES
 NOSE, NECK, RSH, REL, RWR, LSH, LEL, LWR, RHIP, RKNEE, RANK, LHIP, LKNEE, LANK = range(14)
 
 # Segment lengths as fractions of body height, after Drillis & Contini (1966) as
@@ -291,8 +293,7 @@ def camera(points, cam):
     p[:, 0] *= math.cos(math.radians(cam["yaw"]))
     if cam["mirror"]:
         p[:, 0] *= -1
-        swap = [0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10]
-        p = p[swap]
+        p = p[MIRROR]
     r = math.radians(cam["roll"])
     rot = np.array([[math.cos(r), -math.sin(r)], [math.sin(r), math.cos(r)]])
     p = p @ rot.T * cam["height"]
@@ -408,7 +409,7 @@ def rule_checker_accuracy(samples):
 
 def write(samples, out_dir):
     for s in samples:
-        folder = os.path.join(out_dir, s["category"], ("correct " if s["label"] else "incorrect ") + s["category"])
+        folder = class_dir(out_dir, s["category"], s["label"])
         os.makedirs(folder, exist_ok=True)
         record = {k: v for k, v in s.items() if not k.startswith("_")}
         with open(os.path.join(folder, s["_file"]), "w", encoding="utf-8", newline="\n") as f:

@@ -8,6 +8,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from MediaPipe_Dataset import samples  # noqa: E402
 
 # A standing person in MediaPipe's normalized image coordinates (14-point layout).
 STANDING = np.array([
@@ -50,7 +51,7 @@ def build_dataset(root, categories=("stance",), clips_per_class=8, frames=3, see
                     keypoints = base + rng.normal(0, 0.002, base.shape)
                     keypoints[[2 * i + c for i in missing for c in (0, 1)]] = np.nan
                     clip = f"{category}-{name}-{c}" if with_clips else None
-                    path = os.path.join(root, category, f"{name} {category}", f"{name}_{c:02d}_{k}.json")
+                    path = os.path.join(samples.class_dir(root, category, label), f"{name}_{c:02d}_{k}.json")
                     write_sample(path, keypoints, label, category, clip)
     return str(root)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-import train
+from MediaPipe_Dataset import samples
 
 DATA = os.path.join(ROOT, "MediaPipe_Dataset")
 spec = importlib.util.spec_from_file_location("synthesize", os.path.join(DATA, "synthesize.py"))
@@ -25,12 +25,12 @@ def test_folders_and_counts_match_the_original():
     for folder, count in EXPECTED.items():
         names = [n for n in os.listdir(os.path.join(DATA, folder)) if n.endswith(".json")]
         assert len(names) == count, folder
-    assert sorted(train.discover_categories(DATA)) == ["execution", "stance"]
+    assert sorted(samples.discover_categories(DATA)) == ["execution", "stance"]
 
 
 @pytest.mark.parametrize("category", ["stance", "execution"])
 def test_every_sample_has_the_format_and_passes_the_loader(category):
-    ds = train.Dataset(DATA, category)
+    ds = samples.Dataset(DATA, category)
     assert ds.invalid == [] and ds.warnings == []
     assert len(ds.y) == sum(v for k, v in EXPECTED.items() if k.startswith(category))
     for rel in ds.files:

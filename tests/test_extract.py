@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
+from MediaPipe_Dataset import samples
 import train
 
 sys.path.insert(0, os.path.join(ROOT, "MediaPipe_Dataset"))
@@ -81,12 +82,12 @@ def test_the_clip_and_the_photo_are_extracted_in_the_sample_format(extracted):
     assert photo["label"] == 0 and photo["frame"] == 0 and photo["timestamp"] == 0
     assert "1 sample; clip frame50_540x960-" in out2
     # a person in full view: every landmark is seen, none falls below the default threshold
-    assert min(row[3] for row in photo["keypoints"]) >= train.MIN_VISIBILITY
+    assert min(row[3] for row in photo["keypoints"]) >= samples.MIN_VISIBILITY
 
 
 @needs_video
 def test_round_trip_train_reads_every_extracted_sample_and_trains(extracted, tmp_path):
-    ds = train.Dataset(str(extracted["out"]), "pose")
+    ds = samples.Dataset(str(extracted["out"]), "pose")
     assert ds.invalid == [] and len(ds.y) == 30 + 1 + 10 and ds.count(1) == 30 and ds.has_clips
     assert len(set(ds.groups)) == 3
     out, err = io.StringIO(), io.StringIO()
@@ -249,8 +250,8 @@ def test_the_readme_video_snippet_runs_verbatim_on_the_fixture_clip(tmp_path):
     with contextlib.redirect_stdout(io.StringIO()):
         assert train.main(["--data-dir", data, "--models-dir", str(tmp_path / "models"), "--epochs", "3"]) == 0
     code = readme_snippet("### Classify a video")
-    assert code.count("'my_video.mp4'") == 1 and f"MEDIAPIPE_33 = {train.MEDIAPIPE_33}" in code
-    assert f"MIN_VISIBILITY = {train.MIN_VISIBILITY:g}" in code
+    assert code.count("'my_video.mp4'") == 1 and f"MEDIAPIPE_33 = {samples.MEDIAPIPE_33}" in code
+    assert f"MIN_VISIBILITY = {samples.MIN_VISIBILITY:g}" in code
     code = code.replace("'my_video.mp4'", repr(CLIP))
     run_ = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": ROOT})

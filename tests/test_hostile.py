@@ -17,6 +17,7 @@ import torch
 
 from conftest import ROOT, STANDING, build_dataset, write_sample
 import quantize
+from MediaPipe_Dataset import evaluation, samples
 import train
 
 FLAT = STANDING.reshape(-1)
@@ -50,7 +51,7 @@ def two_categories(tmp_path):
 def test_a_huge_value_is_refused_not_turned_into_inf(tmp_path):
     data = build_dataset(tmp_path / "d")
     write_sample(os.path.join(data, "stance", "correct stance", "huge.json"), [1e308] + FLAT.tolist()[1:], 1, "stance")
-    ds = train.Dataset(data, "stance")
+    ds = samples.Dataset(data, "stance")
     assert [why for _, why in ds.invalid] == ["infinite value or a coordinate beyond +-1e+06"]
     assert np.isfinite(np.nan_to_num(ds.X, nan=0)).all()
 
@@ -76,7 +77,7 @@ def test_json_nested_ten_thousand_deep_is_one_invalid_sample(tmp_path):
     deep = os.path.join(data, "stance", "correct stance", "deep.json")
     with open(deep, "w") as f:
         f.write("[" * 10000 + "]" * 10000)
-    ds = train.Dataset(data, "stance")
+    ds = samples.Dataset(data, "stance")
     assert ds.invalid == [(deep, "malformed JSON (nested too deeply)")] and len(ds.y) == 48
 
 
@@ -204,7 +205,7 @@ def test_upper_case_extension_byte_order_mark_and_appledouble_files(tmp_path):
         f.write(b"\xef\xbb\xbf" + json.dumps({"keypoints": FLAT.tolist(), "label": 1}).encode())
     with open(os.path.join(folder, "._bom.json"), "wb") as f:
         f.write(b"\x00\x05\x16\x07 AppleDouble")
-    ds = train.Dataset(data, "stance")
+    ds = samples.Dataset(data, "stance")
     assert ds.invalid == [] and ds.ignored == 1 and len(ds.y) == 50
     code, _, err = run_train("--data-dir", data, "--models-dir", tmp_path / "m", "--epochs", "2", "--strict")
     assert code == 0 and "ignored 1 macOS '._' file(s)" in err
@@ -212,8 +213,8 @@ def test_upper_case_extension_byte_order_mark_and_appledouble_files(tmp_path):
 
 @pytest.mark.parametrize("fraction", [0.4, 0.6, 0.9])
 def test_val_split_is_honoured_with_clips(tmp_path, fraction):
-    ds = train.Dataset(build_dataset(tmp_path / "d", clips_per_class=10), "stance")
-    tr, va, warning = train.split(ds, fraction, seed=0)
+    ds = samples.Dataset(build_dataset(tmp_path / "d", clips_per_class=10), "stance")
+    tr, va, warning = evaluation.split(ds, fraction, seed=0)
     assert warning is None and not set(ds.groups[tr]) & set(ds.groups[va])
     assert len(va) / len(ds.y) == pytest.approx(fraction, abs=0.05)
 
@@ -235,7 +236,7 @@ def test_label_words_and_strings_are_understood(tmp_path, label, warns):
     path = os.path.join(data, "stance", "correct stance", "x.json")
     with open(path, "w") as f:
         json.dump({"keypoints": FLAT.tolist(), "label": label}, f)
-    ds = train.Dataset(data, "stance")
+    ds = samples.Dataset(data, "stance")
     assert bool(ds.warnings) == warns
     if warns:
         assert ds.warnings[0][1].startswith(f"label {label!r} contradicts its folder (correct)")
@@ -259,7 +260,7 @@ def foreign_model(path, width, with_metadata):
                               [weight])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     if with_metadata:
-        for key, value in (("keypoint_layout", train.KEYPOINT_NAMES), ("class_names", train.CLASS_NAMES)):
+        for key, value in (("keypoint_layout", samples.KEYPOINT_NAMES), ("class_names", samples.CLASS_NAMES)):
             model.metadata_props.add(key=key, value=json.dumps(value))
     onnx.save(model, path)
 

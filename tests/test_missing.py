@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import STANDING, build_dataset
+from MediaPipe_Dataset import evaluation, reports, samples
 import train
 
 FLAT = STANDING.reshape(-1)
@@ -30,7 +31,7 @@ def expected_missing(points):
 def landmarks_33(visibility=0.99):
     """33 MediaPipe rows [x, y, z, visibility] that map onto STANDING."""
     rows = [[0.3, 0.3, 0.0, visibility] for _ in range(33)]
-    for i, m in enumerate(train.MEDIAPIPE_33):
+    for i, m in enumerate(samples.MEDIAPIPE_33):
         if not isinstance(m, tuple):
             rows[m] = [*STANDING[i], 0.0, visibility]
     return rows
@@ -43,8 +44,8 @@ def ways_of_marking_knee_and_ankle_missing():
     for r in objects:
         r["visibility"] = r.pop("v")
     for i in KNEE_ANKLE:                    # MediaPipe's guesses for hidden points: low visibility
-        rows[train.MEDIAPIPE_33[i]][3] = 0.05
-        objects[train.MEDIAPIPE_33[i]]["visibility"] = 0.05
+        rows[samples.MEDIAPIPE_33[i]][3] = 0.05
+        objects[samples.MEDIAPIPE_33[i]]["visibility"] = 0.05
     visibility = [0.9] * 14
     for i in KNEE_ANKLE:
         visibility[i] = 0.1
@@ -67,25 +68,25 @@ def test_each_way_of_marking_a_point_missing_gives_nan_there(tmp_path, way):
     sample = ways_of_marking_knee_and_ankle_missing()[way]
     path = tmp_path / "s.json"
     path.write_text(json.dumps(sample))          # writes NaN as NaN, as Python does
-    keypoints, _, _ = train.load_sample(str(path), 1)
+    keypoints, _, _ = samples.load_sample(str(path), 1)
     np.testing.assert_allclose(keypoints, expected_missing(KNEE_ANKLE), atol=1e-9)
 
 
 def test_visibility_threshold_applies_at_the_boundary_and_zero_keeps_every_guess():
     rows = landmarks_33(visibility=0.5)
     rows[26][3] = 0.49                                  # right knee
-    got = train.parse_keypoints(rows, min_visibility=0.5)
+    got = samples.parse_keypoints(rows, min_visibility=0.5)
     np.testing.assert_allclose(got, expected_missing([9]))       # 0.5 itself is kept
-    np.testing.assert_allclose(train.parse_keypoints(rows, min_visibility=0.0), FLAT)
+    np.testing.assert_allclose(samples.parse_keypoints(rows, min_visibility=0.0), FLAT)
     with pytest.raises(ValueError, match="no shoulder and no hip left"):
-        train.parse_keypoints(FLAT.tolist(), [0.2] * 14, min_visibility=0.3)     # every point below it
-    assert np.isnan(train.parse_keypoints(FLAT.tolist(), None, min_visibility=0.9)).sum() == 0   # null list: no information
+        samples.parse_keypoints(FLAT.tolist(), [0.2] * 14, min_visibility=0.3)     # every point below it
+    assert np.isnan(samples.parse_keypoints(FLAT.tolist(), None, min_visibility=0.9)).sum() == 0   # null list: no information
 
 
 def test_neck_of_the_33_landmarks_is_missing_when_a_shoulder_is():
     rows = landmarks_33()
     rows[11][3] = 0.01                                  # left shoulder hidden
-    got = train.parse_keypoints(rows).reshape(14, 2)
+    got = samples.parse_keypoints(rows).reshape(14, 2)
     assert np.isnan(got[1]).all() and np.isnan(got[5]).all()       # neck and left shoulder
     assert not np.isnan(np.delete(got, [1, 5], axis=0)).any()
 
@@ -97,19 +98,19 @@ def test_the_default_threshold_drops_low_visibility_guesses_in_files(tmp_path):
     rows[14][3] = 0.1                                   # right elbow: a guess
     with open(path, "w") as f:
         json.dump({"keypoints": rows, "label": 1}, f)
-    ds = train.Dataset(data, "stance")
+    ds = samples.Dataset(data, "stance")
     x = ds.X[ds.files.index(os.path.join("correct stance", "side.json"))]
     assert np.isnan(x[6:8]).all() and np.isnan(x).sum() == 2
-    kept = train.Dataset(data, "stance", min_visibility=0.0)
+    kept = samples.Dataset(data, "stance", min_visibility=0.0)
     assert not np.isnan(kept.X).any()
 
 
 def test_statistics_count_samples_with_missing_points_and_name_the_points(tmp_path, capsys):
-    ds = train.Dataset(build_dataset(tmp_path / "d", missing=(9, 10, 12, 13)), "stance")
+    ds = samples.Dataset(build_dataset(tmp_path / "d", missing=(9, 10, 12, 13)), "stance")
     assert ds.invalid == [] and np.isnan(ds.X).sum() == 48 * 8
     n, counts = ds.missing()
     assert n == 48 and set(counts) == {"right_knee", "right_ankle", "left_knee", "left_ankle"}
-    train.print_statistics([ds])
+    reports.print_statistics([ds])
     assert "Samples with missing points: 48 (100.0%); most often missing: right_knee 48" in capsys.readouterr().out
 
 
@@ -154,7 +155,7 @@ def test_model_gives_finite_probabilities_for_any_missing_points_and_half_for_no
     model = train.PoseClassifier().eval()
     rng = np.random.default_rng(0)
     X = np.stack([FLAT + rng.normal(0, 0.01, 28) for _ in range(40)]).astype(np.float32)
-    rows = [X, *[train.remove_points(X, k, rng) for k in range(1, 9)],
+    rows = [X, *[evaluation.remove_points(X, k, rng) for k in range(1, 9)],
             np.full((1, 28), np.nan, np.float32), np.full((1, 28), np.inf, np.float32),
             expected_missing([2, 5, 8, 11])[None].astype(np.float32)]      # no shoulder, no hip
     with torch.no_grad():
@@ -182,7 +183,7 @@ def test_joint_dropout_drops_real_patterns_and_always_keeps_a_shoulder_or_hip():
     x[:1000, [2, 5, 8]] = np.nan                        # half of them have only the left hip of the torso
     out = train.drop_points(x, 0.5, gen)
     present = ~torch.isnan(out[..., 0])
-    assert present[:, train.TORSO].any(1).all()
+    assert present[:, samples.TORSO].any(1).all()
     hit = (present != ~torch.isnan(x[..., 0])).any(1)
     assert 0.4 < hit.float().mean() < 0.6
     assert not torch.equal(out[1000:][hit[1000:]].isnan(), torch.zeros_like(out[1000:][hit[1000:]]).bool())
@@ -194,11 +195,11 @@ def test_remove_points_removes_exactly_k_present_points_and_keeps_a_torso_point(
     rng = np.random.default_rng(0)
     X = np.stack([expected_missing(KNEE_ANKLE)] * 300).astype(np.float32)
     for k in (1, 4, 8):
-        out = train.remove_points(X, k, rng)
+        out = evaluation.remove_points(X, k, rng)
         assert (np.isnan(out[:, ::2]).sum(1) == 2 + k).all()
-        assert (~np.isnan(out[:, ::2][:, train.TORSO])).any(1).all()
+        assert (~np.isnan(out[:, ::2][:, samples.TORSO])).any(1).all()
         assert np.isnan(X).sum() == 300 * 4                        # the input is not changed
-    many = train.remove_points(X, 20, rng)                          # more than there are: all but one
+    many = evaluation.remove_points(X, 20, rng)                          # more than there are: all but one
     assert (np.isnan(many[:, ::2]).sum(1) == 13).all()
 
 
@@ -230,7 +231,7 @@ def test_onnx_takes_nan_and_matches_pytorch_with_points_missing(legless):
     model = train.PoseClassifier()
     model.load_state_dict(torch.load(legless["models"] / "stance.pt"))
     model.eval()
-    ds = train.Dataset(legless["data"], "stance")
+    ds = samples.Dataset(legless["data"], "stance")
     x = train.parity_inputs(ds.X)
     assert np.isnan(x).all(1).any() and len(x) > 4 * len(ds.X)
     session = ort.InferenceSession(str(legless["models"] / "stance.onnx"), providers=["CPUExecutionProvider"])
@@ -271,7 +272,7 @@ def test_the_export_check_fails_on_nan_outputs(tmp_path):
     model = train.PoseClassifier().eval()
     with torch.no_grad():
         model.head[-1].bias.fill_(math.nan)
-    with pytest.raises(train.DataError, match="outputs not finite"):
+    with pytest.raises(samples.DataError, match="outputs not finite"):
         train.write_models(model, "stance", str(tmp_path), {}, {}, np.tile(FLAT, (4, 1)).astype(np.float32))
     assert os.listdir(tmp_path) == []            # nothing written, no temporary file left
 
@@ -302,10 +303,10 @@ def test_robustness_is_scored_on_at_most_removal_max_frames(monkeypatch):
     seen = []
     predict = lambda X: seen.append(len(X)) or np.zeros(len(X), dtype=int)
     X = np.tile(FLAT, (50, 1)).astype(np.float32)
-    monkeypatch.setattr(train, "REMOVAL_MAX_FRAMES", 20)
-    result = train.accuracy_with_points_removed(predict, X, np.zeros(50, dtype=int), seed=0)
-    assert set(seen) == {20} and len(seen) == len(train.REMOVED_POINTS) * train.REMOVAL_DRAWS
+    monkeypatch.setattr(evaluation, "REMOVAL_MAX_FRAMES", 20)
+    result = evaluation.accuracy_with_points_removed(predict, X, np.zeros(50, dtype=int), seed=0)
+    assert set(seen) == {20} and len(seen) == len(evaluation.REMOVED_POINTS) * evaluation.REMOVAL_DRAWS
     assert all(a == 1 for a in result.values())
     seen.clear()
-    train.accuracy_with_points_removed(predict, X[:10], np.zeros(10, dtype=int), seed=0)
+    evaluation.accuracy_with_points_removed(predict, X[:10], np.zeros(10, dtype=int), seed=0)
     assert set(seen) == {10}                        # a small fold: every frame

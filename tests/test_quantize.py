@@ -12,6 +12,7 @@ import pytest
 
 from conftest import STANDING, assert_readme_defaults_match, build_dataset
 import quantize
+from MediaPipe_Dataset import samples
 import train
 
 FIGURES = {"size_bytes", "accuracy_val", "accuracy_all", "latency_p50_us", "latency_p95_us", "throughput_per_s"}
@@ -57,7 +58,7 @@ def test_quantized_models_load_agree_and_keep_interface_and_metadata(models, tra
         for s in sessions:
             assert [i.name for i in s.get_inputs()] == ["input"] and [o.name for o in s.get_outputs()] == ["probabilities"]
         val_files = json.loads((models / f"{category}.json").read_text())["val_samples"]
-        ds = train.Dataset(trained["data"], category)
+        ds = samples.Dataset(trained["data"], category)
         x = ds.X[[ds.files.index(f) for f in val_files]]
         y = ds.y[[ds.files.index(f) for f in val_files]]
         acc = [float((s.run(None, {"input": x})[0].argmax(1) == y).mean()) for s in sessions]
@@ -183,7 +184,7 @@ def test_readme_flag_table_states_the_real_defaults():
 def test_int8_takes_nan_and_gives_finite_probabilities(models, trained):
     code, out, _ = run(models, trained["data"], "--categories", "stance")
     assert code == 0 and "Missing points: on " in out and "both models give finite probabilities" in out
-    ds = train.Dataset(trained["data"], "stance")
+    ds = samples.Dataset(trained["data"], "stance")
     x = train.parity_inputs(ds.X[:20])
     for name in ("stance.onnx", "stance_int8.onnx"):
         probs = ort.InferenceSession(str(models / name), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
@@ -219,7 +220,7 @@ def test_the_feature_arithmetic_stays_fp32_and_only_the_network_is_int8(models, 
 def test_a_frame_that_cannot_be_placed_does_not_change_the_others_in_its_batch(models, trained):
     # Dynamic INT8 quantizes a whole batch with one scale: a NaN feature would spoil every frame.
     assert run(models, trained["data"], "--categories", "stance")[0] == 0
-    x = train.Dataset(trained["data"], "stance").X[:16]
+    x = samples.Dataset(trained["data"], "stance").X[:16]
     with_unplaced = np.concatenate([x, np.full((1, 28), np.nan, np.float32), x[:1] * 0 + 0.5])
     # INT8: other rows move a batch's activation ranges a little (measured 1e-3); a NaN moved them by 0.9
     for name, tolerance in (("stance.onnx", 1e-6), ("stance_int8.onnx", 0.01)):

@@ -8,6 +8,7 @@ import onnx
 import pytest
 
 from conftest import build_dataset
+from MediaPipe_Dataset import samples
 import train
 
 
@@ -15,13 +16,13 @@ def test_clip_verdict_is_the_highest_mean_probability_and_labels_the_majority():
     groups = np.array(["b", "a", "a", "a", "b", "c", "c"])
     probs = np.array([[0.2, 0.8], [0.9, 0.1], [0.4, 0.6], [0.4, 0.6], [0.45, 0.55], [0.5, 0.5], [0.5, 0.5]])
     # clip a: mean [0.567, 0.433] -> 0, although 2 of its 3 frames lean to 1; b -> 1; c: a tie -> 0
-    np.testing.assert_array_equal(train.clip_verdicts(groups, probs), [0, 1, 0])
+    np.testing.assert_array_equal(samples.clip_verdicts(groups, probs), [0, 1, 0])
     y = np.array([1, 1, 0, 1, 1, 0, 0])
-    truth, verdict = train.clip_scores(groups, y, probs)
+    truth, verdict = samples.clip_scores(groups, y, probs)
     np.testing.assert_array_equal(truth, [1, 1, 0])        # a: two of three frames say 1
     np.testing.assert_array_equal(verdict, [0, 1, 0])
     votes = np.eye(2)[probs.argmax(1)]                    # one-hot predictions: a majority vote
-    np.testing.assert_array_equal(train.clip_verdicts(groups, votes), [1, 1, 0])
+    np.testing.assert_array_equal(samples.clip_verdicts(groups, votes), [1, 1, 0])
 
 
 def run_cv(data, tmp_path, capsys, *extra):
@@ -78,7 +79,6 @@ def test_cv_with_fewer_clips_than_folds_splits_frames_with_a_warning(tmp_path, c
 @pytest.mark.parametrize("title", ["### A verdict per recording", "### A live verdict"])
 def test_the_readme_deployment_snippets_run_verbatim(tmp_path, title):
     import os
-    import shutil
     import subprocess
     import sys
     from conftest import ROOT
@@ -86,7 +86,7 @@ def test_the_readme_deployment_snippets_run_verbatim(tmp_path, title):
     data = build_dataset(tmp_path / "data", missing=(12, 13))       # the left leg is not recorded
     with contextlib.redirect_stdout(io.StringIO()):
         assert train.main(["--data-dir", data, "--models-dir", str(tmp_path / "models"), "--epochs", "3"]) == 0
-    ds = train.Dataset(data, "stance")
+    ds = samples.Dataset(data, "stance")
     clip = ds.groups[0]
     frames = ds.X[ds.groups == clip]
     code = readme_snippet(title)

@@ -14,8 +14,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from sklearn.dummy import DummyClassifier
 
 from conftest import ROOT, STANDING, assert_readme_defaults_match, build_dataset, write_sample
+from MediaPipe_Dataset import evaluation, samples
 import train
 
 FLAT = STANDING.reshape(-1)
@@ -33,7 +35,7 @@ def small_args(data, models, *extra):
 def landmarks_33():
     """33 MediaPipe landmarks placed so that they map onto STANDING."""
     marks = np.zeros((33, 2))
-    for i, m in enumerate(train.MEDIAPIPE_33):
+    for i, m in enumerate(samples.MEDIAPIPE_33):
         if not isinstance(m, tuple):
             marks[m] = STANDING[i]
     return marks
@@ -48,14 +50,14 @@ def test_the_accepted_formats_give_the_same_keypoints(tmp_path):
         "33_objects": [{"x": x, "y": y, "z": 0.0, "visibility": 0.9} for x, y in marks],
     }
     for name, raw in formats.items():
-        np.testing.assert_allclose(train.parse_keypoints(raw), FLAT, err_msg=name)
+        np.testing.assert_allclose(samples.parse_keypoints(raw), FLAT, err_msg=name)
     # in files, with unknown extra fields, loaded by the dataset
     for name, raw in formats.items():
         path = tmp_path / "d" / "pose" / "correct pose" / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"keypoints": raw, "label": 1, "camera": "phone", "fps": 30}))
     (tmp_path / "d" / "pose" / "incorrect pose").mkdir()
-    ds = train.Dataset(str(tmp_path / "d"), "pose")
+    ds = samples.Dataset(str(tmp_path / "d"), "pose")
     assert ds.invalid == [] and len(ds.y) == 4
     np.testing.assert_allclose(ds.X, np.tile(FLAT, (4, 1)), atol=1e-6)
 
@@ -63,7 +65,7 @@ def test_the_accepted_formats_give_the_same_keypoints(tmp_path):
 def test_neck_is_the_shoulder_midpoint_of_the_33_landmarks():
     marks = landmarks_33()
     marks[11], marks[12] = [0.6, 0.3], [0.4, 0.32]
-    xy = train.parse_keypoints(marks.tolist()).reshape(14, 2)
+    xy = samples.parse_keypoints(marks.tolist()).reshape(14, 2)
     np.testing.assert_allclose(xy[1], [0.5, 0.31])
     np.testing.assert_allclose(xy[2], [0.4, 0.32])   # right shoulder = landmark 12
     np.testing.assert_allclose(xy[5], [0.6, 0.3])    # left shoulder = landmark 11
@@ -101,7 +103,7 @@ def test_each_bad_sample_is_reported_with_path_and_reason(tmp_path, reason):
     bad = os.path.join(data, "stance", "correct stance", "bad.json")
     with open(bad, "wb") as f:
         f.write(BAD[reason])
-    ds = train.Dataset(data, "stance")
+    ds = samples.Dataset(data, "stance")
     assert len(ds.invalid) == 1
     path, why = ds.invalid[0]
     assert path == bad
@@ -126,7 +128,7 @@ def test_a_label_contradicting_its_folder_warns_and_the_folder_wins(tmp_path, ca
     data = build_dataset(tmp_path / "data")
     odd = os.path.join(data, "stance", "correct stance", "odd.json")
     write_sample(odd, FLAT, 0, "stance", clip="odd")
-    ds = train.Dataset(data, "stance")
+    ds = samples.Dataset(data, "stance")
     assert ds.warnings and ds.warnings[0][0] == odd
     assert ds.y[ds.files.index(os.path.join("correct stance", "odd.json"))] == 1
     run_main(*small_args(data, tmp_path / "models"))
@@ -237,7 +239,7 @@ def test_augment_mirror_swaps_left_and_right():
     finally:
         train.AUG_ROTATION_DEG, train.AUG_STRETCH, train.AUG_JITTER = saved
     p = x[0].reshape(14, 2)
-    mirrored = p[train.MIRROR] * torch.tensor([-1.0, 1.0])
+    mirrored = p[samples.MIRROR] * torch.tensor([-1.0, 1.0])
     assert not torch.allclose(mirrored, p)
     same = [bool(torch.allclose(o, p, atol=1e-6)) for o in out]
     flipped = [bool(torch.allclose(o, mirrored, atol=1e-6)) for o in out]
@@ -246,8 +248,8 @@ def test_augment_mirror_swaps_left_and_right():
 
 # ----------------------------------------------------------------------------- training
 def test_training_is_deterministic_and_keeps_the_best_epoch(tmp_path):
-    ds = train.Dataset(build_dataset(tmp_path / "d"), "stance")
-    tr, va, _ = train.split(ds, 0.25, seed=0)
+    ds = samples.Dataset(build_dataset(tmp_path / "d"), "stance")
+    tr, va, _ = evaluation.split(ds, 0.25, seed=0)
     args = train.parse_args(["--epochs", "6", "--seed", "3"])
     m1, hist, best = train.fit(ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], args)
     m2, _, _ = train.fit(ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], args)
@@ -272,12 +274,12 @@ def test_batches_cover_every_sample_once_and_never_leave_one_alone(n):
 
 
 def test_split_keeps_clips_whole_and_is_stratified(tmp_path):
-    ds = train.Dataset(build_dataset(tmp_path / "d", clips_per_class=10), "stance")
-    tr, va, warning = train.split(ds, 0.2, seed=0)
+    ds = samples.Dataset(build_dataset(tmp_path / "d", clips_per_class=10), "stance")
+    tr, va, warning = evaluation.split(ds, 0.2, seed=0)
     assert warning is None and not set(ds.groups[tr]) & set(ds.groups[va])
     assert set(ds.y[va]) == {0, 1} and len(va) / len(ds.y) == pytest.approx(0.2, abs=0.05)
-    ds2 = train.Dataset(build_dataset(tmp_path / "e", with_clips=False), "stance")
-    tr, va, warning = train.split(ds2, 0.25, seed=0)
+    ds2 = samples.Dataset(build_dataset(tmp_path / "e", with_clips=False), "stance")
+    tr, va, warning = evaluation.split(ds2, 0.25, seed=0)
     assert warning is None
     assert not ds2.has_clips and len(va) == 12 and (ds2.y[va] == 1).sum() == 6
 
@@ -333,7 +335,7 @@ def test_onnx_model_interface_metadata_and_parity(trained):
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["category"] == "stance" and json.loads(meta["class_names"]) == ["incorrect", "correct"]
-    assert json.loads(meta["keypoint_layout"]) == train.KEYPOINT_NAMES
+    assert json.loads(meta["keypoint_layout"]) == samples.KEYPOINT_NAMES
     assert "hip midpoint" in meta["normalization"]
     # the training record lies beside the model, and the model names it with its digest
     assert "val_samples" not in meta and meta["training_record"] == "stance.json"
@@ -348,7 +350,7 @@ def test_onnx_model_interface_metadata_and_parity(trained):
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["input"]
     assert [o.name for o in session.get_outputs()] == ["probabilities"]
-    ds = train.Dataset(trained["data"], "stance")
+    ds = samples.Dataset(trained["data"], "stance")
     x = ds.X[[ds.files.index(f) for f in val_files]]
     model = train.PoseClassifier()
     model.load_state_dict(torch.load(trained["models"] / "stance.pt"))
@@ -373,7 +375,7 @@ def readme_snippet(title):
 def test_the_original_readme_snippets_run_verbatim(trained, tmp_path, title):
     code = readme_snippet(title)
     assert code.count("[...]") == 1            # the placeholder for the user's keypoints
-    ds = train.Dataset(trained["data"], "stance")
+    ds = samples.Dataset(trained["data"], "stance")
     code = code.replace("[...]", json.dumps(ds.X[0].tolist()))
     shutil.copytree(trained["models"], tmp_path / "models")
     if "ONNX" in title:     # the ONNX snippet loads the INT8 model: python train.py, then python quantize.py
@@ -412,8 +414,8 @@ def test_readme_flag_table_states_the_real_defaults():
 
 # ----------------------------------------------------------------------------- cross-validation
 def test_cv_folds_keep_clips_whole_and_validate_every_sample_once(tmp_path):
-    ds = train.Dataset(build_dataset(tmp_path / "d", clips_per_class=10), "stance")
-    folds, warning = train.cv_folds(ds, 5, seed=0)
+    ds = samples.Dataset(build_dataset(tmp_path / "d", clips_per_class=10), "stance")
+    folds, warning = evaluation.cv_folds(ds, 5, seed=0)
     assert warning is None
     seen = np.concatenate([test for _, test in folds])
     assert sorted(seen) == list(range(len(ds.y)))
@@ -439,23 +441,24 @@ def test_cv_prints_one_table_with_peers_and_writes_json(tmp_path, capsys, datase
 
 
 def test_the_svc_peer_is_fitted_on_a_stratified_subsample_above_its_limit(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(train, "SVC_MAX_TRAIN", 20)
+    monkeypatch.setattr(evaluation, "SVC_MAX_TRAIN", 20)
     data = build_dataset(tmp_path / "d")
     assert run_main("--data-dir", data, "--cv", "3", "--epochs", "1", "--json", tmp_path / "cv.json") == 0
     assert "SVC (RBF): fitted on a stratified subsample of 20 training frames per fold" in capsys.readouterr().out
     results = json.loads((tmp_path / "cv.json").read_text())["stance"]
     assert results["SVC (RBF)"]["fitted_on_subsample"] == 20
     assert all(r["fitted_on_subsample"] is None for name, r in results.items() if name != "SVC (RBF)")
-    ds = train.Dataset(data, "stance")
-    rows = train.peer_training_rows("SVC (RBF)", np.arange(48), ds.y, 0)
-    assert len(rows) == 20 and (ds.y[rows] == 1).sum() == 10          # stratified: the classes keep their shares
+    ds = samples.Dataset(data, "stance")
+    fitted = evaluation.Subsampled(DummyClassifier(), 20, 0).fit(ds.X, ds.y)
+    assert fitted.n_fit_rows_ == 20 and fitted.predict(ds.X[:3]).shape == (3,)
+    assert list(fitted.estimator_.class_prior_) == [0.5, 0.5]     # stratified: 24 of each class in 48 -> 10 and 10
 
 
 def test_loading_shows_a_progress_bar_per_class_folder(tmp_path, monkeypatch):
     seen = []
-    real = train._progress
-    monkeypatch.setattr(train, "_progress", lambda it, **kw: seen.append(kw.get("desc")) or real(it, **kw))
-    train.Dataset(build_dataset(tmp_path / "d"), "stance")
+    real = samples.progress
+    monkeypatch.setattr(samples, "progress", lambda it, **kw: seen.append(kw.get("desc")) or real(it, **kw))
+    samples.Dataset(build_dataset(tmp_path / "d"), "stance")
     assert seen == ["Loading incorrect stance", "Loading correct stance"]      # label 0, then 1
 
 

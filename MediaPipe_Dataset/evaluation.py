@@ -1,0 +1,228 @@
+"""How the models are measured: splits that keep recordings whole, accuracy with points
+removed, the scikit-learn peers, and the scores of cross-validation.
+
+numpy and scikit-learn (no torch): train.py trains and cross-validates with these, and
+quantize.py measures its INT8 models with them.
+"""
+import dataclasses
+import time
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+
+from MediaPipe_Dataset.samples import CLASS_NAMES, NUM_POINTS, TORSO, DataError, clip_scores
+
+# ----------------------------------------------------------------------------- splits
+FRAME_SPLIT_WARNING = ("validation frames come from the training recordings (a class has too few clips to keep "
+                       "clips whole), so the accuracy shown is optimistic")
+
+
+def require_groups(dataset, needed, purpose, by_clip):
+    """Raise DataError unless each class has `needed` clips (by_clip) or samples."""
+    for label in (0, 1):
+        of_class = dataset.y == label
+        n_groups = len(set(dataset.groups[of_class])) if by_clip else int(of_class.sum())
+        if n_groups < needed:
+            raise DataError(f"{dataset.root}: only {n_groups} {'clips' if by_clip else 'samples'} of class "
+                            f"{CLASS_NAMES[label]}, too few {purpose} (need at least {needed})")
+
+
+def keeps_clips_whole(dataset, k):
+    """Whether a k-fold split can keep clips whole: samples have clips and each class has k."""
+    return dataset.has_clips and all(len(set(dataset.groups[dataset.y == label])) >= k for label in (0, 1))
+
+
+def fold_plan(fraction, n_groups):
+    """(k, m): validation = m of k group folds, with m / k closest to fraction (fewest folds
+    on a tie), k at most the number of clips and 20: 0.2 -> 1 of 5, 0.4 -> 2 of 5."""
+    options = [(abs(m / k - fraction), k, m) for k in range(2, min(n_groups, 20) + 1) for m in range(1, k)]
+    return min(options)[1:]
+
+
+def folds(dataset, k, seed, by_clip):
+    """k stratified (train, test) folds of the dataset's samples, each clip inside one fold
+    when by_clip (StratifiedGroupKFold), single frames otherwise (StratifiedKFold)."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+    if by_clip:
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        return list(splitter.split(dataset.X, dataset.y, dataset.groups))
+    return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(dataset.X, dataset.y))
+
+
+def split(dataset, val_split, seed):
+    """(train, validation indices, warning or None): stratified; whole clips on one side when
+    samples have clips (m of k folds). When a class has too few clips for that (one video
+    of each class, say), frames are split instead, with a warning that validation is optimistic."""
+    from sklearn.model_selection import StratifiedShuffleSplit
+    by_clip = keeps_clips_whole(dataset, 2)
+    require_groups(dataset, 2, "to split into training and validation", by_clip)
+    if by_clip:
+        k, m = fold_plan(val_split, len(set(dataset.groups)))
+        val = np.sort(np.concatenate([test for _, test in folds(dataset, k, seed, by_clip)[:m]]))
+        train = np.setdiff1d(np.arange(len(dataset.y)), val)
+    else:
+        splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_split, random_state=seed)
+        train, val = next(splitter.split(dataset.X, dataset.y))
+    for label in (0, 1):
+        if not ((dataset.y[train] == label).any() and (dataset.y[val] == label).any()):
+            raise DataError(f"{dataset.root}: too few samples of class {CLASS_NAMES[label]} to have it "
+                            f"on both sides of the split")
+    return train, val, FRAME_SPLIT_WARNING if dataset.has_clips and not by_clip else None
+
+
+def cv_folds(dataset, k, seed):
+    """(k folds for --cv, warning or None): clips kept whole when each class has k of them,
+    frames otherwise, with a warning when samples had clips."""
+    by_clip = keeps_clips_whole(dataset, k)
+    require_groups(dataset, k, f"for {k}-fold cross-validation", by_clip)
+    warning = FRAME_SPLIT_WARNING.replace("validation frames", "test frames") if dataset.has_clips else None
+    return folds(dataset, k, seed, by_clip), None if by_clip else warning
+
+
+def grouping_words(dataset, warning):
+    """How a split treated recordings, for the reports."""
+    return ("clips kept whole" if dataset.has_clips and not warning else
+            "frames, clips split" if warning else "stratified")
+
+
+# ----------------------------------------------------------------------------- robustness
+# Robustness: each test frame is scored again with this many of its points removed at
+# random (REMOVAL_DRAWS draws each), the way occlusion loses them in real recordings. A
+# larger test fold is scored on a random REMOVAL_MAX_FRAMES of its frames (the same for
+# every model): 20 more predictions of every frame would cost a large CV more than fitting.
+REMOVED_POINTS = (1, 2, 3, 4)
+REMOVAL_DRAWS = 5
+REMOVAL_MAX_FRAMES = 2000
+
+
+def remove_points(X, k, rng):
+    """Copy of raw keypoints X (N, 28) with k random present points of each row set to NaN.
+    One shoulder or hip, chosen at random, is always kept, so every row can still be placed."""
+    X = np.array(X, dtype=np.float32)
+    p = X.reshape(len(X), NUM_POINTS, 2)
+    present = ~np.isnan(p[:, :, 0])
+    keys = np.where(present, rng.random(present.shape), np.inf)
+    anchor = np.array(TORSO)[np.where(present[:, TORSO], rng.random((len(X), len(TORSO))), -1).argmax(1)]
+    keys[np.arange(len(X)), anchor] = np.inf
+    order = np.argsort(keys, axis=1)[:, :k]
+    chosen = np.take_along_axis(keys, order, axis=1) < np.inf
+    rows = np.broadcast_to(np.arange(len(X))[:, None], order.shape)
+    p[rows[chosen], order[chosen]] = np.nan
+    return X
+
+
+def accuracy_with_points_removed(predict, X, y, seed):
+    """{k: mean accuracy over REMOVAL_DRAWS draws with k points removed} for k in REMOVED_POINTS,
+    on at most REMOVAL_MAX_FRAMES frames of X; the frames and draws depend only on seed, so
+    every model is scored on the same frames."""
+    if len(X) > REMOVAL_MAX_FRAMES:
+        rows = np.random.default_rng([seed, 0]).choice(len(X), REMOVAL_MAX_FRAMES, replace=False)
+        X, y = X[rows], y[rows]
+    result = {}
+    for k in REMOVED_POINTS:
+        rng = np.random.default_rng([seed, k])
+        result[k] = float(np.mean([(predict(remove_points(X, k, rng)) == y).mean() for _ in range(REMOVAL_DRAWS)]))
+    return result
+
+
+# ----------------------------------------------------------------------------- peers
+class Subsampled(BaseEstimator):
+    """An estimator fitted on a stratified random subsample of at most max_rows training rows;
+    n_fit_rows_ says how many it got."""
+
+    def __init__(self, estimator=None, max_rows=None, random_state=None):
+        self.estimator, self.max_rows, self.random_state = estimator, max_rows, random_state
+
+    def fit(self, X, y):
+        from sklearn.model_selection import train_test_split
+        rows = np.arange(len(y))
+        if len(rows) > self.max_rows:
+            rows = train_test_split(rows, train_size=self.max_rows, stratify=y, random_state=self.random_state)[0]
+        self.n_fit_rows_ = len(rows)
+        self.estimator_ = clone(self.estimator).fit(X[rows], y[rows])
+        return self
+
+    def predict(self, X):
+        return self.estimator_.predict(X)
+
+
+# Above this many training frames, the RBF SVC peer is fitted on a stratified subsample of
+# that size: its fit time grows about with the square of the frames (synthetic stance,
+# 5,000 / 10,000 / 20,000 / 32,000 frames: 0.4 / 1.2 / 4.6 / 12.7 s on 2 cores).
+SVC_MAX_TRAIN = 20000
+
+
+def peers(seed, normalize):
+    """scikit-learn baselines on raw keypoints, normalized first by `normalize` (train.py gives
+    the KeypointNormalizer, PoseClassifier's first stage), missing
+    points left missing (NaN): HistGradientBoosting takes NaN itself; the others get mean
+    imputation plus a missing-value indicator for every coordinate, so they know which
+    points are absent, as PoseClassifier does from its presence mask."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.feature_selection import VarianceThreshold
+    from sklearn.impute import MissingIndicator, SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline, make_union
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+    from sklearn.svm import SVC
+
+    def imputed(model):
+        fill = make_union(SimpleImputer(keep_empty_features=True), MissingIndicator(features="all"))
+        return make_pipeline(FunctionTransformer(normalize), fill, StandardScaler(), model)
+    return {
+        "LogisticRegression": imputed(LogisticRegression(max_iter=5000)),
+        "SVC (RBF)": Subsampled(imputed(SVC()), SVC_MAX_TRAIN, seed),
+        "KNeighbors": imputed(KNeighborsClassifier()),
+        # VarianceThreshold drops coordinates that are missing in every training sample (the
+        # legs of an upper-body recording), which HistGradientBoosting cannot bin.
+        "HistGradientBoosting": make_pipeline(FunctionTransformer(normalize), VarianceThreshold(),
+                                              HistGradientBoostingClassifier(random_state=seed)),
+    }
+
+
+# ----------------------------------------------------------------------------- scores
+@dataclasses.dataclass
+class Scores:
+    """One model's cross-validation figures, fold by fold."""
+    accuracy: list = dataclasses.field(default_factory=list)
+    f1: list = dataclasses.field(default_factory=list)
+    removed: list = dataclasses.field(default_factory=list)     # per fold: {k: accuracy with k points removed}
+    clips: int = 0
+    clips_right: int = 0
+    seconds: float = 0.0
+    voted: bool = False            # no probabilities: the per-recording verdict is a majority vote
+    subsample: int = None          # fitted on a subsample of this many training rows
+
+    def add_fold(self, fitted, ds, train, test, seed, began):
+        """Score a model fitted on `train` on the test fold; `began` is when its fit started."""
+        from sklearn.metrics import accuracy_score, f1_score
+        if hasattr(fitted, "predict_proba"):
+            probabilities = fitted.predict_proba(ds.X[test])
+        else:
+            probabilities, self.voted = np.eye(2)[fitted.predict(ds.X[test])], True
+        self.seconds += time.perf_counter() - began
+        pred = probabilities.argmax(1)
+        self.accuracy.append(accuracy_score(ds.y[test], pred))
+        self.f1.append(f1_score(ds.y[test], pred, average="macro"))
+        clip_true, clip_pred = clip_scores(ds.groups[test], ds.y[test], probabilities)
+        self.clips += len(clip_true)
+        self.clips_right += int((clip_true == clip_pred).sum())
+        self.removed.append(accuracy_with_points_removed(fitted.predict, ds.X[test], ds.y[test], seed))
+        if getattr(fitted, "n_fit_rows_", len(train)) < len(train):
+            self.subsample = fitted.n_fit_rows_
+
+    def mean_removed(self):
+        return {k: float(np.mean([r[k] for r in self.removed])) for k in REMOVED_POINTS}
+
+
+def scores_json(scores):
+    """{model name: Scores} -> the --cv figures of each model, for --json."""
+    return {name: {"mean": round(float(np.mean(s.accuracy)), 6), "std": round(float(np.std(s.accuracy)), 6),
+                   "folds": [round(float(a), 6) for a in s.accuracy],
+                   "f1_mean": round(float(np.mean(s.f1)), 6),
+                   "clip_mean": round(s.clips_right / s.clips, 6), "n_clips": s.clips,
+                   "clip_verdict": "majority vote" if s.voted else "mean probability",
+                   "seconds": round(s.seconds, 3), "fitted_on_subsample": s.subsample,
+                   "points_removed": {str(k): round(v, 6) for k, v in s.mean_removed().items()}}
+            for name, s in scores.items()}

@@ -1,0 +1,128 @@
+"""What train.py prints: the dataset statistics and problems, the plan and validation figures
+of a normal run, the files written, and the tables of cross-validation. Each function
+prints figures that were measured elsewhere (train.py, evaluation.py); none computes one.
+"""
+import math
+import os
+import sys
+
+import numpy as np
+
+from MediaPipe_Dataset import evaluation
+from MediaPipe_Dataset.evaluation import REMOVAL_DRAWS, REMOVAL_MAX_FRAMES, REMOVED_POINTS, grouping_words
+from MediaPipe_Dataset.samples import CLASS_NAMES, DataError
+
+
+def print_statistics(datasets):
+    print("Dataset Statistics:")
+    for ds in datasets:
+        print(f"{ds.category.capitalize()}:")
+        print(f"  - Correct samples: {ds.count(1)}")
+        print(f"  - Incorrect samples: {ds.count(0)}")
+        print(f"  - Total samples: {len(ds.y)}")
+        if ds.has_clips:
+            print(f"  - Clips (recordings): {len(set(ds.groups))}")
+        n_missing, counts = ds.missing()
+        if n_missing:
+            often = ", ".join(f"{name} {n}" for name, n in list(counts.items())[:6])
+            print(f"  - Samples with missing points: {n_missing} ({100 * n_missing / len(ds.y):.1f}%); "
+                  f"most often missing: {often}")
+        print()
+
+
+def report_problems(ds, strict):
+    """Print invalid samples and label warnings; with strict, invalid samples are an error."""
+    for path, reason in ds.warnings:
+        print(f"warning: {path}: {reason}", file=sys.stderr)
+    if ds.ignored:
+        print(f"{ds.category}: ignored {ds.ignored} macOS '._' file(s) (AppleDouble metadata, not samples)",
+              file=sys.stderr)
+    for path, reason in ds.invalid:
+        print(f"{'error' if strict else 'skipped'}: {path}: {reason}", file=sys.stderr)
+    if ds.invalid:
+        if strict:
+            raise DataError(f"{ds.root}: {len(ds.invalid)} invalid sample(s) and --strict is set")
+        print(f"{ds.category}: skipped {len(ds.invalid)} invalid sample(s) "
+              f"(listed above; --strict makes this an error)", file=sys.stderr)
+
+
+def print_plan(ds, args, n_train, n_val, batch_size, warning):
+    print(f"Training {ds.category.upper()} Classification Model")
+    print("=" * 60)
+    where = "frames, clips split: see the warning" if warning else grouping_words(ds, warning)
+    print(f"Split: {n_train} training, {n_val} validation samples ({where}; "
+          f"{100 * n_val / len(ds.y):.0f}% for --val-split {args.val_split:g}); device {args.device}")
+    print(f"Batches of {batch_size}" + ("" if args.batch_size else " (--batch-size auto)") +
+          f", {math.ceil(n_train / batch_size)} per epoch, {args.epochs} epochs")
+    if warning:
+        print(f"warning: {ds.root}: {warning}", file=sys.stderr)
+
+
+def print_confusion(cm, title):
+    print(f"{title} (rows: true, columns: predicted):")
+    print(f"{'':>12}{CLASS_NAMES[0]:>11}{CLASS_NAMES[1]:>10}")
+    for label in (0, 1):
+        print(f"{CLASS_NAMES[label]:>12}{cm[label, 0]:>11}{cm[label, 1]:>10}")
+
+
+def print_validation(ds, args, v, best):
+    from sklearn.metrics import classification_report, confusion_matrix
+    y_val, pred = ds.y[v.val_idx], v.probabilities.argmax(1)
+    print(f"\nBest epoch: {best}/{args.epochs}, Val Acc {100 * v.accuracy:.2f}% (picked by validation "
+          f"accuracy, so this figure is optimistic; `--cv 5` gives an unbiased estimate)")
+    print("\nClassification report (validation):")
+    print(classification_report(y_val, pred, labels=[0, 1], target_names=CLASS_NAMES, digits=3, zero_division=0))
+    print_confusion(confusion_matrix(y_val, pred, labels=[0, 1]), "Confusion matrix")
+    if ds.has_clips:
+        print(f"\nPer recording (validation): {100 * v.clip_accuracy:.2f}% of {len(v.clip_true)} clips get the "
+              f"right verdict (the class with the highest mean probability over the clip's frames)")
+        print_confusion(confusion_matrix(v.clip_true, v.clip_pred, labels=[0, 1]), "Per-recording confusion matrix")
+    capped = f"; {REMOVAL_MAX_FRAMES:,} random frames" if len(v.val_idx) > REMOVAL_MAX_FRAMES else ""
+    print(f"\nValidation accuracy with k random points removed from each frame ({REMOVAL_DRAWS} draws, "
+          f"one shoulder or hip kept{capped}): " + ", ".join([f"k=0 {100 * v.accuracy:.2f}%"] +
+                                                         [f"k={k} {100 * a:.2f}%" for k, a in v.removed.items()]))
+
+
+def print_files(files, record_path, diff, nodes):
+    print(f"\nONNX check passed; ONNX Runtime matches PyTorch on the validation samples, also with "
+          f"points missing (max diff {diff:.1e}); the graph has {nodes} operator nodes")
+    print("Files written:")
+    for path in files:
+        print(f"  {path} ({os.path.getsize(path) / 1e6:.3f} MB)")
+    print(f"  {record_path} (training record: model configuration, validation samples, figures, settings)")
+    print()
+
+
+def print_cv(ds, args, scores, fold_list, warning, seconds):
+    print(f"Cross-validation: {ds.category.upper()} ({args.cv} folds, {grouping_words(ds, warning)}, "
+          f"{len(ds.y)} samples, {seconds:.1f} s)")
+    print("=" * 60)
+    best = max(scores, key=lambda n: np.mean(scores[n].accuracy))
+    print(f"  {'model':<20}{'accuracy % (mean +- std)':>26}{'macro F1':>10}{'per recording %':>17}"
+          f"{'seconds':>9}   per fold")
+    for name, s in scores.items():
+        folds_text = " ".join(f"{100 * a:.1f}" for a in s.accuracy)
+        clip_text = f"{100 * s.clips_right / s.clips:.2f}" + ("v" if s.voted else " ")
+        print(f"{'*' if name == best else ' '} {name:<20}{100 * np.mean(s.accuracy):>17.2f} +- "
+              f"{100 * np.std(s.accuracy):<5.2f}{np.mean(s.f1):>10.3f}{clip_text:>17}{s.seconds:>9.1f}   {folds_text}")
+    print("* best mean accuracy. PoseClassifier: last epoch of each fold (no epoch picked on test data).")
+    for name, s in scores.items():
+        if s.subsample:
+            print(f"{name}: fitted on a stratified subsample of {s.subsample:,} training frames per fold (above "
+                  f"{evaluation.SVC_MAX_TRAIN:,}, its fit time grows about with the square of the frames).")
+    unit = "clips" if ds.has_clips else "samples"
+    print(f"Per recording: the class with the highest mean probability over a clip's frames, over all "
+          f"{scores[best].clips} test {unit} of all folds"
+          + ("" if ds.has_clips else " (no clips: each sample is its own clip)")
+          + ("; v: no probabilities, so a majority vote of frame predictions"
+             if any(s.voted for s in scores.values()) else "") + ".")
+    capped = max(len(test) for _, test in fold_list) > REMOVAL_MAX_FRAMES
+    print(f"\nAccuracy % with k random points removed from each test frame ({REMOVAL_DRAWS} draws, "
+          f"one shoulder or hip kept; the same frames for every model"
+          + (f"; at most {REMOVAL_MAX_FRAMES:,} random frames of each test fold" if capped else "") + "):")
+    print(f"  {'model':<20}" + "".join(f"{'k=' + str(k):>8}" for k in (0, *REMOVED_POINTS)))
+    for name, s in scores.items():
+        removed = s.mean_removed()
+        print(f"  {name:<20}{100 * np.mean(s.accuracy):>8.2f}" + "".join(f"{100 * removed[k]:>8.2f}"
+                                                                      for k in REMOVED_POINTS))
+    print()

@@ -1,0 +1,264 @@
+"""The sample contract, in one place: the keypoint layout, sample files, dataset folders,
+and the recordings that frames belong to.
+
+    from MediaPipe_Dataset.samples import Dataset, parse_keypoints, KEYPOINT_NAMES
+
+numpy only (tqdm for a progress bar), so that extract.py and synthesize.py follow the same
+rules as train.py and quantize.py without importing torch. A sample is one JSON file per
+frame under <data_dir>/<category>/<correct|incorrect> <category>/; a missing point is NaN
+in arrays and `null` in JSON; a recording is a `clip`.
+"""
+import hashlib
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+# ----------------------------------------------------------------------------- layout
+# The 14-point layout (first 14 points of OpenPose COCO-18; neck = shoulder midpoint),
+# x and y interleaved: keypoints = [x0, y0, x1, y1, ..., x13, y13].
+KEYPOINT_NAMES = ["nose", "neck", "right_shoulder", "right_elbow", "right_wrist",
+                  "left_shoulder", "left_elbow", "left_wrist", "right_hip", "right_knee",
+                  "right_ankle", "left_hip", "left_knee", "left_ankle"]
+NUM_POINTS = len(KEYPOINT_NAMES)
+NUM_COORDS = 2 * NUM_POINTS
+# Which of MediaPipe Pose's 33 landmarks each point is (neck: the mean of the two shoulders).
+MEDIAPIPE_33 = [0, (11, 12), 12, 14, 16, 11, 13, 15, 24, 26, 28, 23, 25, 27]
+# Index of each point's left/right twin, for mirroring.
+MIRROR = [0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10]
+CLASS_NAMES = ["incorrect", "correct"]    # index = label; the folder decides the label
+R_SHOULDER, L_SHOULDER, R_HIP, L_HIP = 2, 5, 8, 11
+TORSO = [R_SHOULDER, L_SHOULDER, R_HIP, L_HIP]
+# A landmark MediaPipe reports with a lower visibility is a guess (a hidden arm in a side
+# view), and counts as missing (chosen by cross-validation on real recordings, see README).
+MIN_VISIBILITY = 0.5
+MAX_COORDINATE = 1e6    # image positions; larger values would overflow float32 arithmetic
+
+
+def class_folder(category, label):
+    """The folder name of a class: `correct squat` (label 1) or `incorrect squat` (label 0)."""
+    return f"{CLASS_NAMES[label]} {category}"
+
+
+def class_dir(data_dir, category, label):
+    return os.path.join(data_dir, category, class_folder(category, label))
+
+
+def label_index(label):
+    """0 or 1 for a sample's `label` field: 0/1, "0"/"1" or the class names; None otherwise."""
+    text = str(label).strip().lower() if not isinstance(label, bool) else None
+    names = {name: i for i, name in enumerate(CLASS_NAMES)}
+    return names.get(text, int(text) if text in ("0", "1") else None)
+
+
+# ----------------------------------------------------------------------------- one sample
+class DataError(Exception):
+    """A problem with the user's data or folders, reported as one sentence."""
+
+
+def _number(v, where):
+    if v is None:
+        return math.nan
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"non-numeric value {v!r} at {where}")
+    return float(v)
+
+
+def _point(row, i):
+    """(x, y, visibility) of one point or landmark; NaN for what is not given."""
+    if row is None:
+        return math.nan, math.nan, math.nan
+    if isinstance(row, dict):
+        if "x" not in row or "y" not in row:
+            raise ValueError(f"point {i} has no x and y")
+        return tuple(_number(row.get(k), f"point {i}") for k in ("x", "y", "visibility"))
+    if isinstance(row, (list, tuple)) and len(row) >= 2:
+        return tuple(_number(v, f"point {i}") for v in (row[0], row[1], row[3] if len(row) > 3 else None))
+    raise ValueError(f"point {i} is not an [x, y] pair, null, or an object with x and y")
+
+
+def _rows(raw):
+    """The points of a sample's `keypoints` as (14 or 33, 3) rows of x, y and visibility."""
+    scalars = all(not isinstance(v, (list, tuple, dict)) for v in raw)
+    if scalars and not (len(raw) == NUM_POINTS and all(v is None for v in raw)):     # 14 nulls: 14 null pairs
+        if len(raw) != NUM_COORDS:
+            raise ValueError(f"wrong count: {len(raw)} numbers, expected 28 (14 points x 2)")
+        rows = np.array([_number(v, f"position {i}") for i, v in enumerate(raw)]).reshape(NUM_POINTS, 2)
+        return np.column_stack([rows, np.full(NUM_POINTS, math.nan)])
+    if len(raw) in (NUM_POINTS, 33):
+        return np.array([_point(r, i) for i, r in enumerate(raw)])
+    raise ValueError(f"wrong count: {len(raw)} points, expected 14 [x, y] pairs or 33 MediaPipe landmarks")
+
+
+def parse_keypoints(raw, visibility=None, min_visibility=MIN_VISIBILITY):
+    """28 numbers, 14 [x, y] pairs or 33 MediaPipe landmarks -> float64 array of 28, NaN
+    where a point is missing.
+
+    A point is missing when it is `null` (a pair, or both its coordinates), or when its
+    visibility is below min_visibility: a landmark's own (4th value of a row, or its
+    `visibility` key), or the sample's optional 14-value `visibility` list. The neck of
+    the 33 landmarks needs both shoulders. Raises ValueError with the reason when the
+    value is not a usable pose: one coordinate of a point null, a value that is not a
+    number, or too few points left to place the pose (no shoulder and no hip) or size it
+    (all present points at one place).
+    """
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise ValueError("no keypoints")
+    rows = _rows(raw)
+    half = np.isnan(rows[:, 0]) != np.isnan(rows[:, 1])
+    if half.any():
+        noun = "landmark" if len(rows) == 33 else "point"
+        raise ValueError(f"{noun} {int(np.argmax(half))} has one coordinate null and the other a number")
+    if np.isinf(rows[:, :2]).any() or (np.abs(rows[:, :2]) > MAX_COORDINATE).any():
+        raise ValueError(f"infinite value or a coordinate beyond +-{MAX_COORDINATE:g}")
+    rows[rows[:, 2] < min_visibility, :2] = math.nan      # NaN visibility (not given) compares False
+    if len(rows) == 33:
+        # Neck = mean of both shoulders, missing unless both are there.
+        xy = np.array([rows[list(m), :2].mean(axis=0) if isinstance(m, tuple) else rows[m, :2]
+                       for m in MEDIAPIPE_33])
+    else:
+        xy = rows[:, :2]
+    if visibility is not None:
+        if not isinstance(visibility, (list, tuple)) or len(visibility) != NUM_POINTS:
+            raise ValueError("visibility must be null or a list of 14 numbers (or nulls), one per point")
+        vis = np.array([_number(v, f"visibility {i}") for i, v in enumerate(visibility)])
+        xy[vis < min_visibility] = math.nan
+    present = ~np.isnan(xy[:, 0])
+    if not present[TORSO].any():
+        raise ValueError(f"no shoulder and no hip left to place the pose ({NUM_POINTS - present.sum()} "
+                         f"of 14 points missing or below visibility {min_visibility:g})")
+    if np.ptp(xy[present], axis=0).max() < 1e-6:
+        raise ValueError("degenerate pose: all present points at one place")
+    return xy.reshape(-1)
+
+
+def load_sample(path, folder_label, min_visibility=MIN_VISIBILITY):
+    """One JSON file -> (keypoints, clip or None, warning or None). Raises ValueError."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:      # -sig: a UTF-8 byte order mark is fine
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"unreadable ({e.__class__.__name__})")
+    except json.JSONDecodeError as e:
+        raise ValueError(f"malformed JSON ({e.msg}, line {e.lineno})")
+    except RecursionError:
+        raise ValueError("malformed JSON (nested too deeply)")
+    if isinstance(data, dict):
+        raw = data.get("keypoints", data.get("landmarks"))
+        if raw is None:
+            raise ValueError("no keypoints")
+    else:
+        raw, data = data, {}
+    keypoints = parse_keypoints(raw, data.get("visibility"), min_visibility)
+    clip = data.get("clip")
+    warning = None
+    if "label" in data and label_index(data["label"]) != folder_label:
+        warning = (f"label {data['label']!r} contradicts its folder "
+                   f"({CLASS_NAMES[folder_label]}); using the folder's label {folder_label}")
+    return keypoints, (None if clip is None else str(clip)), warning
+
+
+def sample_digest(keypoints):
+    """Short SHA-1 of one sample's keypoints as the model sees them (float32)."""
+    return hashlib.sha1(np.asarray(keypoints, dtype=np.float32).tobytes()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- folders
+def progress(iterable=None, disable_if=False, **kwargs):
+    """tqdm progress bar on a terminal; nothing in logs, pipes and CI."""
+    if disable_if:
+        return iterable
+    from tqdm import tqdm
+    return tqdm(iterable, disable=None, file=sys.stderr, **kwargs)
+
+
+def list_folder(folder):
+    """os.listdir, with an unreadable folder as a DataError."""
+    try:
+        return os.listdir(folder)
+    except OSError as e:
+        raise DataError(f"{folder}: cannot read the folder ({e.strerror or e.__class__.__name__})")
+
+
+def discover_categories(data_dir):
+    """Every folder of data_dir holding `correct <name>/` and `incorrect <name>/`."""
+    if not os.path.isdir(data_dir):
+        raise DataError(f"{data_dir}: data folder not found (expected {data_dir}/<category>/correct <category>/*.json)")
+    found = sorted(name for name in list_folder(data_dir)
+                   if any(os.path.isdir(class_dir(data_dir, name, label)) for label in (0, 1)))
+    if not found:
+        raise DataError(f"{data_dir}: no category folders found "
+                        f"(expected {data_dir}/<category>/correct <category>/ and incorrect <category>/)")
+    return found
+
+
+def recording_groups(clips, files):
+    """The recording of each frame, for keeping recordings whole in splits: its clip, or for
+    a sample without a clip its own file (a group of one)."""
+    return np.array([c if c is not None else f"file:{f}" for c, f in zip(clips, files)])
+
+
+class Dataset:
+    """The valid samples of one category, plus what was wrong with the others.
+
+    X (N, 28) float32 keypoints, NaN where missing; y (N,) labels; files, relative to the
+    category folder; groups (N,) the recording of each sample (recording_groups).
+    """
+
+    def __init__(self, data_dir, category, min_visibility=MIN_VISIBILITY):
+        self.category, self.root = category, os.path.join(data_dir, category)
+        self.files, xs, ys, clips = [], [], [], []
+        self.invalid, self.warnings, self.ignored = [], [], 0
+        for label in (0, 1):
+            folder = class_dir(data_dir, category, label)
+            if not os.path.isdir(folder):
+                raise DataError(f"{folder}: folder missing, so the {CLASS_NAMES[label]} class has no samples")
+            names = sorted(n for n in list_folder(folder) if n.lower().endswith(".json"))
+            # macOS leaves ._name.json AppleDouble files beside copied files: not samples.
+            self.ignored += sum(n.startswith("._") for n in names)
+            names = [n for n in names if not n.startswith("._")]
+            for name in progress(names, desc=f"Loading {os.path.basename(folder)}", unit="file", leave=False):
+                path = os.path.join(folder, name)
+                try:
+                    keypoints, clip, warning = load_sample(path, label, min_visibility)
+                except ValueError as e:
+                    self.invalid.append((path, str(e)))
+                    continue
+                if warning:
+                    self.warnings.append((path, warning))
+                self.files.append(os.path.relpath(path, self.root))
+                xs.append(keypoints)
+                ys.append(label)
+                clips.append(clip)
+        self.X = np.array(xs, dtype=np.float32).reshape(-1, NUM_COORDS)
+        self.y = np.array(ys, dtype=np.int64)
+        self.has_clips = any(c is not None for c in clips)
+        self.groups = recording_groups(clips, self.files)
+
+    def count(self, label):
+        return int((self.y == label).sum())
+
+    def missing(self):
+        """(samples with a missing point, {point name: samples missing it}, most often first)."""
+        absent = np.isnan(self.X[:, 0::2])
+        counts = {KEYPOINT_NAMES[i]: int(absent[:, i].sum()) for i in np.argsort(-absent.sum(0), kind="stable")
+                  if absent[:, i].any()}
+        return int(absent.any(1).sum()), counts
+
+
+# ----------------------------------------------------------------------------- recordings
+def clip_verdicts(groups, probabilities):
+    """One verdict per recording, in the order of np.unique(groups): the class with the highest
+    mean probability over the clip's frames. One-hot rows (predictions or labels) make it a
+    majority vote; a tie goes to class 0."""
+    names, inverse = np.unique(groups, return_inverse=True)
+    sums = np.zeros((len(names), probabilities.shape[1]))
+    np.add.at(sums, inverse, probabilities)
+    return sums.argmax(1)
+
+
+def clip_scores(groups, y, probabilities):
+    """(clip labels, clip verdicts): a clip's label is the majority of its frames' labels."""
+    return clip_verdicts(groups, np.eye(2)[y]), clip_verdicts(groups, probabilities)
