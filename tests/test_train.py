@@ -1,5 +1,6 @@
 """train.py: input formats, bad input, normalization, training, export, CLI."""
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -326,6 +327,50 @@ def test_pt_file_is_a_state_dict_loading_with_defaults(trained):
     state = torch.load(trained["models"] / "stance.pt")
     model = train.PoseClassifier(input_size=28, num_classes=2)
     model.load_state_dict(state)
+
+
+def test_the_model_configuration_travels_with_the_model(tmp_path, monkeypatch):
+    # a width and depth other than the defaults, set as the README's variant recipe does
+    data, models = build_dataset(tmp_path / "d"), tmp_path / "m"
+    real = train.PoseClassifier
+    monkeypatch.setattr(train, "PoseClassifier", functools.partial(real, width=64, blocks=2))
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert run_main(*small_args(data, models)) == 0
+    monkeypatch.setattr(train, "PoseClassifier", real)
+    config = json.loads((models / "stance.json").read_text())["model"]
+    assert config == {"class": "PoseClassifier", "config": {"input_size": 28, "num_classes": 2, "width": 64,
+                                                           "expansion": 2, "blocks": 2, "head": 128, "dropout": 0.2}}
+    meta = {p.key: p.value for p in onnx.load(str(models / "stance.onnx")).metadata_props}
+    assert json.loads(meta["model_config"]) == config["config"]
+    with pytest.raises(RuntimeError):                      # the defaults cannot hold these weights
+        real().load_state_dict(torch.load(models / "stance.pt"))
+    model = train.load_model(str(models / "stance.pt"))     # the loader needs no width or depth
+    assert not model.training and len(model.blocks) == 2 and model.stem[0].out_features == 64
+    x = samples.Dataset(data, "stance").X
+    session = ort.InferenceSession(str(models / "stance.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(train.predict_probabilities(model, x), session.run(None, {"input": x})[0], atol=1e-5)
+
+
+def test_the_readme_loader_snippet_runs_verbatim(trained):
+    text = open(os.path.join(ROOT, "README.md")).read()
+    start = text.index("```python\nimport train\nmodel = train.load_model(")
+    code = text[start + len("```python\n"):text.index("```", start + 3)] + "print(type(model).__name__, model.training)\n"
+    run = subprocess.run([sys.executable, "-c", code], cwd=trained["models"].parent, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": ROOT})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "PoseClassifier False\n"
+
+
+def test_the_loader_names_a_missing_or_foreign_record(tmp_path):
+    torch.save(train.PoseClassifier().state_dict(), tmp_path / "old.pt")
+    with pytest.raises(samples.DataError, match=r"old\.json: cannot read the training record of .*old\.pt"):
+        train.load_model(str(tmp_path / "old.pt"))
+    (tmp_path / "old.json").write_text('{"category": "old"}')
+    with pytest.raises(samples.DataError, match="no model configuration|not a training record with a model"):
+        train.load_model(str(tmp_path / "old.pt"))
+    (tmp_path / "old.json").write_text(json.dumps({"model": {"config": {"width": 32}}}))
+    with pytest.raises(samples.DataError, match=r"old\.pt: cannot be loaded as the PoseClassifier its record"):
+        train.load_model(str(tmp_path / "old.pt"))
 
 
 def test_onnx_model_interface_metadata_and_parity(trained):
