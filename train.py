@@ -656,8 +656,10 @@ def log(text):
 # ----------------------------------------------------------------------------- cross-validation
 def cross_validate(ds, args):
     """({model name: Scores} on identical folds, the folds, warning or None, seconds): frame
-    accuracy and macro F1 per fold, accuracy per recording, time spent fitting and
-    predicting, and accuracy with random points removed."""
+    accuracy and macro F1 per fold, out-of-fold probabilities for the verdicts per recording,
+    time spent fitting and predicting, and accuracy with random points removed. A model that
+    cannot be fitted or used on a fold (a peer on too few samples) keeps the reason and is left out
+    of the later folds; the others go on."""
     from sklearn.base import clone
     fold_list, warning = cv_folds(ds, args.cv, args.seed)
     if warning:
@@ -667,11 +669,16 @@ def cross_validate(ds, args):
     start = time.perf_counter()
     for fold, (train, test) in enumerate(progress(fold_list, desc=f"{ds.category} folds", unit="fold")):
         for name, model in models.items():
+            if scores[name].error:
+                continue
             began = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")    # e.g. a coordinate never seen in this fold
-                fitted = clone(model).fit(ds.X[train], ds.y[train])
-            scores[name].add_fold(fitted, ds, train, test, args.seed * 1000 + fold, began)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")    # e.g. a coordinate never seen in this fold
+                    fitted = clone(model).fit(ds.X[train], ds.y[train])
+                scores[name].add_fold(fitted, ds, train, test, args.seed * 1000 + fold, began)
+            except ValueError as e:    # e.g. KNeighbors with fewer training samples than neighbours
+                scores[name].error = f"fold {fold + 1}: {str(e).splitlines()[0][:160]}"
     return scores, fold_list, warning, time.perf_counter() - start
 
 
@@ -679,7 +686,7 @@ def cv_category(ds, args):
     """Cross-validate one category, print the tables; returns its figures for --json."""
     scores, fold_list, warning, seconds = cross_validate(ds, args)
     print_cv(ds, args, scores, fold_list, warning, seconds)
-    return evaluation.scores_json(scores)
+    return evaluation.scores_json(scores, ds)
 
 
 # ----------------------------------------------------------------------------- main

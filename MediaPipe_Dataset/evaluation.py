@@ -39,34 +39,72 @@ def fold_plan(fraction, n_groups):
     return min(options)[1:]
 
 
+def both_sides(y, folds):
+    """Whether each class is on both sides of every (train, test) fold."""
+    return all(set(y[train]) == set(y[test]) == {0, 1} for train, test in folds)
+
+
+def class_folds(y, groups, k, seed):
+    """k folds in which each class's groups are dealt out whole over the folds (GroupKFold
+    within each class), so that every fold holds each class when each class has k groups."""
+    from sklearn.model_selection import GroupKFold
+    fold_of = np.empty(len(y), dtype=int)
+    for label in (0, 1):
+        rows = np.flatnonzero(y == label)
+        splitter = GroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        for i, (_, test) in enumerate(splitter.split(rows, groups=groups[rows])):
+            fold_of[rows[test]] = i
+    return [(np.flatnonzero(fold_of != i), np.flatnonzero(fold_of == i)) for i in range(k)]
+
+
+def class_split(y, groups, fraction, seed):
+    """(train, validation): from each class, round(fraction x its groups) of its groups for
+    validation, at least 1 and at most all but 1 (GroupShuffleSplit within each class)."""
+    from sklearn.model_selection import GroupShuffleSplit
+    val = []
+    for label in (0, 1):
+        rows = np.flatnonzero(y == label)
+        n = len(set(groups[rows]))
+        splitter = GroupShuffleSplit(n_splits=1, test_size=min(max(round(fraction * n), 1), n - 1), random_state=seed)
+        val.append(rows[next(splitter.split(rows, groups=groups[rows]))[1]])
+    val = np.sort(np.concatenate(val))
+    return np.setdiff1d(np.arange(len(y)), val), val
+
+
 def folds(dataset, k, seed, by_clip):
     """k stratified (train, test) folds of the dataset's samples, each clip inside one fold
-    when by_clip (StratifiedGroupKFold), single frames otherwise (StratifiedKFold)."""
+    when by_clip (StratifiedGroupKFold), single frames otherwise (StratifiedKFold). When
+    StratifiedGroupKFold leaves a class out of a fold (few clips), class_folds instead."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-    if by_clip:
-        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-        return list(splitter.split(dataset.X, dataset.y, dataset.groups))
-    return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(dataset.X, dataset.y))
+    if not by_clip:
+        return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(dataset.X, dataset.y))
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    found = list(splitter.split(dataset.X, dataset.y, dataset.groups))
+    return found if both_sides(dataset.y, found) else class_folds(dataset.y, dataset.groups, k, seed)
 
 
 def split(dataset, val_split, seed):
     """(train, validation indices, warning or None): stratified; whole clips on one side when
     samples have clips (m of k folds). When a class has too few clips for that (one video
-    of each class, say), frames are split instead, with a warning that validation is optimistic."""
+    of each class, say), frames are split instead, with a warning that validation is
+    optimistic. Each class is on both sides whenever it has two clips (or two frames):
+    when the folds or StratifiedShuffleSplit cannot manage that, class_split does."""
     from sklearn.model_selection import StratifiedShuffleSplit
     by_clip = keeps_clips_whole(dataset, 2)
     require_groups(dataset, 2, "to split into training and validation", by_clip)
-    if by_clip:
-        k, m = fold_plan(val_split, len(set(dataset.groups)))
-        val = np.sort(np.concatenate([test for _, test in folds(dataset, k, seed, by_clip)[:m]]))
-        train = np.setdiff1d(np.arange(len(dataset.y)), val)
-    else:
-        splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_split, random_state=seed)
-        train, val = next(splitter.split(dataset.X, dataset.y))
-    for label in (0, 1):
-        if not ((dataset.y[train] == label).any() and (dataset.y[val] == label).any()):
-            raise DataError(f"{dataset.root}: too few samples of class {CLASS_NAMES[label]} to have it "
-                            f"on both sides of the split")
+    groups = dataset.groups if by_clip else np.arange(len(dataset.y))
+    try:
+        if by_clip:
+            k, m = fold_plan(val_split, len(set(dataset.groups)))
+            val = np.sort(np.concatenate([test for _, test in folds(dataset, k, seed, by_clip)[:m]]))
+            train = np.setdiff1d(np.arange(len(dataset.y)), val)
+        else:
+            splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_split, random_state=seed)
+            train, val = next(splitter.split(dataset.X, dataset.y))
+    except ValueError:           # StratifiedShuffleSplit: fewer validation samples than classes
+        train = val = np.array([], dtype=int)
+    if not both_sides(dataset.y, [(train, val)]):
+        train, val = class_split(dataset.y, groups, val_split, seed)
     return train, val, FRAME_SPLIT_WARNING if dataset.has_clips and not by_clip else None
 
 
@@ -184,15 +222,16 @@ def peers(seed, normalize):
 # ----------------------------------------------------------------------------- scores
 @dataclasses.dataclass
 class Scores:
-    """One model's cross-validation figures, fold by fold."""
+    """One model's cross-validation figures, fold by fold, and its out-of-fold probabilities
+    (each sample's from the fold that tested it), from which the verdicts per recording come."""
     accuracy: list = dataclasses.field(default_factory=list)
     f1: list = dataclasses.field(default_factory=list)
     removed: list = dataclasses.field(default_factory=list)     # per fold: {k: accuracy with k points removed}
-    clips: int = 0
-    clips_right: int = 0
+    out_of_fold: np.ndarray = None
     seconds: float = 0.0
     voted: bool = False            # no probabilities: the per-recording verdict is a majority vote
     subsample: int = None          # fitted on a subsample of this many training rows
+    error: str = None              # why the model could not be fitted on a fold; no figures then
 
     def add_fold(self, fitted, ds, train, test, seed, began):
         """Score a model fitted on `train` on the test fold; `began` is when its fit started."""
@@ -205,24 +244,38 @@ class Scores:
         pred = probabilities.argmax(1)
         self.accuracy.append(accuracy_score(ds.y[test], pred))
         self.f1.append(f1_score(ds.y[test], pred, average="macro"))
-        clip_true, clip_pred = clip_scores(ds.groups[test], ds.y[test], probabilities)
-        self.clips += len(clip_true)
-        self.clips_right += int((clip_true == clip_pred).sum())
+        if self.out_of_fold is None:
+            self.out_of_fold = np.full((len(ds.y), 2), np.nan)
+        self.out_of_fold[test] = probabilities
         self.removed.append(accuracy_with_points_removed(fitted.predict, ds.X[test], ds.y[test], seed))
         if getattr(fitted, "n_fit_rows_", len(train)) < len(train):
             self.subsample = fitted.n_fit_rows_
+
+    def clip_figures(self, ds):
+        """(recordings scored, recordings right): each recording's verdict from all its frames'
+        out-of-fold probabilities, so that a recording split over folds counts once."""
+        rows = np.flatnonzero(~np.isnan(self.out_of_fold[:, 0]))
+        clip_true, clip_pred = clip_scores(ds.groups[rows], ds.y[rows], self.out_of_fold[rows])
+        return len(clip_true), int((clip_true == clip_pred).sum())
 
     def mean_removed(self):
         return {k: float(np.mean([r[k] for r in self.removed])) for k in REMOVED_POINTS}
 
 
-def scores_json(scores):
-    """{model name: Scores} -> the --cv figures of each model, for --json."""
-    return {name: {"mean": round(float(np.mean(s.accuracy)), 6), "std": round(float(np.std(s.accuracy)), 6),
-                   "folds": [round(float(a), 6) for a in s.accuracy],
-                   "f1_mean": round(float(np.mean(s.f1)), 6),
-                   "clip_mean": round(s.clips_right / s.clips, 6), "n_clips": s.clips,
-                   "clip_verdict": "majority vote" if s.voted else "mean probability",
-                   "seconds": round(s.seconds, 3), "fitted_on_subsample": s.subsample,
-                   "points_removed": {str(k): round(v, 6) for k, v in s.mean_removed().items()}}
-            for name, s in scores.items()}
+def scores_json(scores, ds):
+    """{model name: Scores} -> the --cv figures of each model, for --json; a model that could
+    not be fitted has its `error` and null figures."""
+    result = {}
+    for name, s in scores.items():
+        if s.error:
+            result[name] = {"error": s.error, "mean": None, "clip_mean": None, "n_clips": None}
+            continue
+        n_clips, right = s.clip_figures(ds)
+        result[name] = {"mean": round(float(np.mean(s.accuracy)), 6), "std": round(float(np.std(s.accuracy)), 6),
+                        "folds": [round(float(a), 6) for a in s.accuracy],
+                        "f1_mean": round(float(np.mean(s.f1)), 6),
+                        "clip_mean": round(right / n_clips, 6), "n_clips": n_clips,
+                        "clip_verdict": "majority vote" if s.voted else "mean probability",
+                        "seconds": round(s.seconds, 3), "fitted_on_subsample": s.subsample,
+                        "points_removed": {str(k): round(v, 6) for k, v in s.mean_removed().items()}}
+    return result

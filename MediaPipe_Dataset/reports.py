@@ -34,6 +34,8 @@ def report_problems(ds, strict):
     """Print invalid samples and label warnings; with strict, invalid samples are an error."""
     for path, reason in ds.warnings:
         print(f"warning: {path}: {reason}", file=sys.stderr)
+    for sentence in ds.recording_warnings:
+        print(f"warning: {ds.root}: {sentence}", file=sys.stderr)
     if ds.ignored:
         print(f"{ds.category}: ignored {ds.ignored} macOS '._' file(s) (AppleDouble metadata, not samples)",
               file=sys.stderr)
@@ -94,28 +96,40 @@ def print_files(files, record_path, diff, nodes):
 
 
 def print_cv(ds, args, scores, fold_list, warning, seconds):
+    """The --cv tables of one category: accuracy per model, then accuracy with points removed."""
     print(f"Cross-validation: {ds.category.upper()} ({args.cv} folds, {grouping_words(ds, warning)}, "
           f"{len(ds.y)} samples, {seconds:.1f} s)")
     print("=" * 60)
-    best = max(scores, key=lambda n: np.mean(scores[n].accuracy))
+    fitted = {name: s for name, s in scores.items() if not s.error}
+    best = max(fitted, key=lambda n: np.mean(fitted[n].accuracy), default=None)
     print(f"  {'model':<20}{'accuracy % (mean +- std)':>26}{'macro F1':>10}{'per recording %':>17}"
           f"{'seconds':>9}   per fold")
     for name, s in scores.items():
+        if s.error:
+            print(f"  {name:<20}could not be fitted ({s.error}); left out")
+            continue
+        n_clips, right = s.clip_figures(ds)
         folds_text = " ".join(f"{100 * a:.1f}" for a in s.accuracy)
-        clip_text = f"{100 * s.clips_right / s.clips:.2f}" + ("v" if s.voted else " ")
+        clip_text = f"{100 * right / n_clips:.2f}" + ("v" if s.voted else " ")
         print(f"{'*' if name == best else ' '} {name:<20}{100 * np.mean(s.accuracy):>17.2f} +- "
               f"{100 * np.std(s.accuracy):<5.2f}{np.mean(s.f1):>10.3f}{clip_text:>17}{s.seconds:>9.1f}   {folds_text}")
     print("* best mean accuracy. PoseClassifier: last epoch of each fold (no epoch picked on test data).")
-    for name, s in scores.items():
+    for name, s in fitted.items():
         if s.subsample:
             print(f"{name}: fitted on a stratified subsample of {s.subsample:,} training frames per fold (above "
                   f"{evaluation.SVC_MAX_TRAIN:,}, its fit time grows about with the square of the frames).")
-    unit = "clips" if ds.has_clips else "samples"
-    print(f"Per recording: the class with the highest mean probability over a clip's frames, over all "
-          f"{scores[best].clips} test {unit} of all folds"
-          + ("" if ds.has_clips else " (no clips: each sample is its own clip)")
-          + ("; v: no probabilities, so a majority vote of frame predictions"
-             if any(s.voted for s in scores.values()) else "") + ".")
+    if best is not None:
+        unit = "clips" if ds.has_clips else "samples"
+        print(f"Per recording: the class with the highest mean probability over a clip's frames, over all "
+              f"{fitted[best].clip_figures(ds)[0]} test {unit} of all folds"
+              + ("" if ds.has_clips else " (no clips: each sample is its own clip)")
+              + (" (a clip split over folds: all its frames, each from the fold that tested it)" if warning else "")
+              + ("; v: no probabilities, so a majority vote of frame predictions"
+                 if any(s.voted for s in fitted.values()) else "") + ".")
+    print_robustness(fitted, fold_list)
+
+
+def print_robustness(scores, fold_list):
     capped = max(len(test) for _, test in fold_list) > REMOVAL_MAX_FRAMES
     print(f"\nAccuracy % with k random points removed from each test frame ({REMOVAL_DRAWS} draws, "
           f"one shoulder or hip kept; the same frames for every model"

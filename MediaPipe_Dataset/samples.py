@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 
 import numpy as np
@@ -134,8 +135,12 @@ def parse_keypoints(raw, visibility=None, min_visibility=MIN_VISIBILITY):
     return xy.reshape(-1)
 
 
+RECORDING_FIELDS = ("clip", "source")      # what a sample may say about the recording it comes from
+
+
 def load_sample(path, folder_label, min_visibility=MIN_VISIBILITY):
-    """One JSON file -> (keypoints, clip or None, warning or None). Raises ValueError."""
+    """One JSON file -> (keypoints, {field: string or None} for RECORDING_FIELDS, warning or
+    None). Raises ValueError."""
     try:
         with open(path, encoding="utf-8-sig") as f:      # -sig: a UTF-8 byte order mark is fine
             data = json.load(f)
@@ -152,12 +157,12 @@ def load_sample(path, folder_label, min_visibility=MIN_VISIBILITY):
     else:
         raw, data = data, {}
     keypoints = parse_keypoints(raw, data.get("visibility"), min_visibility)
-    clip = data.get("clip")
+    fields = {name: None if data.get(name) is None else str(data[name]) for name in RECORDING_FIELDS}
     warning = None
     if "label" in data and label_index(data["label"]) != folder_label:
         warning = (f"label {data['label']!r} contradicts its folder "
                    f"({CLASS_NAMES[folder_label]}); using the folder's label {folder_label}")
-    return keypoints, (None if clip is None else str(clip)), warning
+    return keypoints, fields, warning
 
 
 def sample_digest(keypoints):
@@ -194,22 +199,62 @@ def discover_categories(data_dir):
     return found
 
 
-def recording_groups(clips, files):
-    """The recording of each frame, for keeping recordings whole in splits: its clip, or for
-    a sample without a clip its own file (a group of one)."""
-    return np.array([c if c is not None else f"file:{f}" for c, f in zip(clips, files)])
+def recording_groups(clips, labels, files):
+    """The recording of each frame, for keeping recordings whole in splits and for verdicts
+    per recording. A recording is (class folder, clip): a clip id used in both class folders
+    (rec-0 in each, numbered per folder) is two recordings, `correct/rec-0` and
+    `incorrect/rec-0`; elsewhere the clip id alone names it. A sample without a clip is a
+    recording of its own (`file:<path>`)."""
+    classes = {}
+    for clip, label in zip(clips, labels):
+        classes.setdefault(clip, set()).add(label)
+    return np.array([f"file:{f}" if c is None else f"{CLASS_NAMES[y]}/{c}" if len(classes[c]) > 1 else c
+                     for c, y, f in zip(clips, labels, files)])
+
+
+def recording_warnings(dataset, clips, sources):
+    """Sentences about recordings that look like one recording in two places: a clip id in
+    both classes, identical samples in both classes, and two clips of the same source
+    content (extract.py's `source` path, or the content digest that ends its clip ids)."""
+    found = []
+    both = sorted({c for c, y in zip(clips, dataset.y) if c is not None and y == 1}
+                  & {c for c, y in zip(clips, dataset.y) if c is not None and y == 0})
+    if both:
+        found.append(f"{len(both)} clip id(s) name recordings in both class folders ({', '.join(both[:3])}"
+                     f"{', ...' if len(both) > 3 else ''}); each class folder's are kept apart as separate "
+                     f"recordings; if they are one recording, its frames cannot all be right")
+    digests = [sample_digest(x) for x in dataset.X]
+    first = {}
+    for i, (d, y) in enumerate(zip(digests, dataset.y)):
+        first.setdefault(d, {}).setdefault(int(y), i)
+    same = [pair for pair in first.values() if len(pair) == 2]
+    if same:
+        a, b = same[0][1], same[0][0]
+        found.append(f"{len(same)} sample(s) appear in both classes with identical keypoints (e.g. "
+                     f"{dataset.files[a]} and {dataset.files[b]}); one of their labels is wrong")
+    content = {}
+    for group, clip, source in zip(dataset.groups, clips, sources):
+        digest = re.search(r"-([0-9a-f]{10})$", clip or "")
+        for key in ([f"source {source}"] if source else []) + ([f"content {digest.group(1)}"] if digest else []):
+            content.setdefault(key, set()).add(group)
+    for key, groups in sorted(content.items()):
+        if len(groups) > 1:
+            found.append(f"recordings {', '.join(sorted(groups)[:3])} come from the same source ({key}); "
+                         f"a split may put copies of one video on both sides")
+    return found
 
 
 class Dataset:
     """The valid samples of one category, plus what was wrong with the others.
 
     X (N, 28) float32 keypoints, NaN where missing; y (N,) labels; files, relative to the
-    category folder; groups (N,) the recording of each sample (recording_groups).
+    category folder; groups (N,) the recording of each sample (recording_groups);
+    recording_warnings, sentences about recordings that look like copies (recording_warnings).
     """
 
     def __init__(self, data_dir, category, min_visibility=MIN_VISIBILITY):
         self.category, self.root = category, os.path.join(data_dir, category)
-        self.files, xs, ys, clips = [], [], [], []
+        self.files, xs, ys, fields = [], [], [], []
         self.invalid, self.warnings, self.ignored = [], [], 0
         for label in (0, 1):
             folder = class_dir(data_dir, category, label)
@@ -222,7 +267,7 @@ class Dataset:
             for name in progress(names, desc=f"Loading {os.path.basename(folder)}", unit="file", leave=False):
                 path = os.path.join(folder, name)
                 try:
-                    keypoints, clip, warning = load_sample(path, label, min_visibility)
+                    keypoints, recorded, warning = load_sample(path, label, min_visibility)
                 except ValueError as e:
                     self.invalid.append((path, str(e)))
                     continue
@@ -231,11 +276,13 @@ class Dataset:
                 self.files.append(os.path.relpath(path, self.root))
                 xs.append(keypoints)
                 ys.append(label)
-                clips.append(clip)
+                fields.append(recorded)
         self.X = np.array(xs, dtype=np.float32).reshape(-1, NUM_COORDS)
         self.y = np.array(ys, dtype=np.int64)
+        clips = [f["clip"] for f in fields]
         self.has_clips = any(c is not None for c in clips)
-        self.groups = recording_groups(clips, self.files)
+        self.groups = recording_groups(clips, self.y, self.files)
+        self.recording_warnings = recording_warnings(self, clips, [f["source"] for f in fields])
 
     def count(self, label):
         return int((self.y == label).sum())
