@@ -17,6 +17,13 @@ import signal
 import sys
 import time
 
+if __name__ == "__main__":      # Ctrl-C or SIGTERM while the libraries load: one line, not a traceback
+    def interrupted_while_loading(signum, frame):
+        print("\nInterrupted while the libraries were loading; nothing written.", file=sys.stderr)
+        raise SystemExit(130)
+    signal.signal(signal.SIGINT, interrupted_while_loading)
+    signal.signal(signal.SIGTERM, interrupted_while_loading)
+
 import numpy as np
 import onnx
 import onnx.numpy_helper
@@ -31,8 +38,9 @@ from MediaPipe_Dataset.samples import (CLASS_NAMES, KEYPOINT_NAMES, MIN_VISIBILI
 
 WARMUP_RUNS = 50
 THROUGHPUT_SECONDS = 0.5     # at least this long per model for the batch figure
-QUANTIZATION = "dynamic INT8 (onnxruntime.quantization.quantize_dynamic)"   # marks our INT8 files
+QUANTIZATION = train.QUANTIZATION      # marks our INT8 files
 MAX_BATCH = 65536            # --batch-size bound: far past where throughput stops growing
+DEFAULT_DATA_DIR = "MediaPipe_Dataset"     # without --data-dir and without a training record
 
 
 class ModelError(Exception):
@@ -40,7 +48,7 @@ class ModelError(Exception):
 
 
 # ----------------------------------------------------------------------------- quantization
-def find_models(models_dir, categories=None):
+def find_models(models_dir):
     """{category: path} of every <category>.onnx (not *_int8.onnx, not temporary files)."""
     found = {}
     for path in sorted(glob.glob(os.path.join(models_dir, "*.onnx"))):
@@ -48,8 +56,6 @@ def find_models(models_dir, categories=None):
         if name.endswith("_int8") or name.startswith("."):
             continue
         found[name] = path
-    if categories:
-        found = {c: p for c, p in found.items() if c in categories}
     return found
 
 
@@ -227,15 +233,18 @@ def training_record(fp32_path, proto):
 
 def load_samples(data_dir, category, fp32_path, proto):
     """(dataset or None, val_index or None, note) for measuring accuracy; the dataset is read
-    with the visibility threshold the model was trained with."""
+    from data_dir, or when that is None from the folder the model was trained on (its
+    training record's data_dir), with the visibility threshold the model was trained with."""
     meta = {p.key: p.value for p in proto.metadata_props}
+    record, note = training_record(fp32_path, proto)
+    if data_dir is None:
+        data_dir = (record or {}).get("data_dir") or DEFAULT_DATA_DIR
     try:
         ds = Dataset(data_dir, category, float(meta.get("min_visibility", MIN_VISIBILITY)))
     except DataError as e:
         return None, None, f"accuracy skipped: {e}"
     if not len(ds.y):
         return None, None, f"accuracy skipped: no valid samples in {ds.root}"
-    record, note = training_record(fp32_path, proto)
     if record is None:
         return ds, None, note
     val_files = record.get("val_samples") or []
@@ -380,26 +389,38 @@ def print_report(category, f, args):
     smaller = fp["size_bytes"] / q["size_bytes"]
     print(f"  Deploy, by this run's figures: {names[single]} for one frame at a time, {names[batch]} for "
           f"batches; the INT8 file is {smaller:.1f}x smaller.")
-    print("\nProject targets:")
+    print("\nReference figures: the project's goals for INT8 against FP32, measured on its own 2-core "
+          "machines. Other machines and loads give other speeds; a goal not reached here says nothing about "
+          "your model's accuracy:")
     for target, met, figure in check_targets(f):
-        print(f"  {'met    ' if met else 'NOT met'}  {target} ({figure})")
+        print(f"  {'reached    ' if met else 'not reached'}  {target}: {figure}")
+
+
+def deciding(value, goal):
+    """value with as many decimals (2 to 6) as it takes not to print as the goal it misses or
+    only just reaches: 1.6982 against 1.7 prints as 1.698, not 1.70."""
+    for digits in range(2, 7):
+        text = f"{value:.{digits}f}"
+        if float(text) != goal:
+            break
+    return text
 
 
 def check_targets(f):
-    """(target, met, measured figure) for the project's INT8 goals; accuracy only when measured."""
+    """(goal, reached, measured figure) for the project's INT8 goals; accuracy only when measured."""
     fp, q = f["fp32"], f["int8"]
-    size = q["size_bytes"] / fp["size_bytes"]
-    rows = [("file at most 30% of FP32", size <= 0.30, f"{100 * size:.1f}%")]
+    size = 100 * q["size_bytes"] / fp["size_bytes"]
+    rows = [("file at most 30% of FP32", size <= 30, f"{deciding(size, 30)}%")]
     if fp["accuracy_val"] is not None:
-        drop = fp["accuracy_val"] - q["accuracy_val"]
-        rows.append(("validation accuracy within 1 point of FP32", drop <= 0.01,
-                     f"{100 * (q['accuracy_val'] - fp['accuracy_val']):+.2f} points"))
+        change = 100 * (q["accuracy_val"] - fp["accuracy_val"])
+        rows.append(("validation accuracy within 1 point of FP32", change >= -1,
+                     f"{'+' if change >= 0 else '-'}{deciding(abs(change), 1)} points"))
     slow = q["latency_p50_us"] / fp["latency_p50_us"]
-    rows.append(("single-sample p50 at most 1.2x FP32's", slow <= 1.2, f"{slow:.2f}x FP32's time"))
+    rows.append(("single-sample p50 at most 1.2x FP32's", slow <= 1.2, f"{deciding(slow, 1.2)}x FP32's time"))
     speed = q["throughput_per_s"] / fp["throughput_per_s"]
-    rows.append(("batch throughput at least 1.7x FP32", speed >= 1.7, f"{speed:.2f}x"))
+    rows.append(("batch throughput at least 1.7x FP32", speed >= 1.7, f"{deciding(speed, 1.7)}x"))
     floor = fp["latency_p50_us"] / f["call_floor_p50_us"]
-    rows.append(("FP32 single-sample p50 at most 3x the call floor", floor <= 3, f"{floor:.1f}x"))
+    rows.append(("FP32 single-sample p50 at most 3x the call floor", floor <= 3, f"{deciding(floor, 3)}x"))
     return rows
 
 
@@ -416,13 +437,14 @@ def print_summary(results):
 
 # ----------------------------------------------------------------------------- main
 def parse_args(argv=None):
-    here = os.path.dirname(os.path.abspath(__file__))
     p = argparse.ArgumentParser(description="Quantize models/<category>.onnx to dynamic INT8 and compare "
-                                            "size, accuracy and speed, measured.")
-    p.add_argument("--models-dir", default=os.path.join(here, "models"),
+                                            "size, accuracy and speed, measured. Relative paths are from the "
+                                            "working directory.")
+    p.add_argument("--models-dir", default="models",
                    help="folder of <category>.onnx from train.py (default: models)")
-    p.add_argument("--data-dir", default=os.path.join(here, "MediaPipe_Dataset"),
-                   help="dataset for the accuracy figures (default: MediaPipe_Dataset)")
+    p.add_argument("--data-dir", default=None,
+                   help="dataset for the accuracy figures (default: the folder each model was trained on, "
+                        f"from its training record; {DEFAULT_DATA_DIR} without a record)")
     p.add_argument("--categories", nargs="+", metavar="NAME", help="only these categories (default: all found)")
     p.add_argument("--per-channel", action="store_true",
                    help="one INT8 scale per output channel instead of per tensor (default: per tensor)")
@@ -437,21 +459,40 @@ def parse_args(argv=None):
     return args
 
 
+def chosen_models(args):
+    """{category: FP32 path} to quantize; raises ModelError for none, or for a category asked
+    for that has no model, and when --json names a file this run reads or writes."""
+    models = find_models(args.models_dir)
+    if args.categories:
+        unknown = [c for c in dict.fromkeys(args.categories) if c not in models]
+        if unknown:
+            raise ModelError(f"{args.models_dir}: no model for {', '.join(unknown)} (found: "
+                             f"{', '.join(models) or 'none'}); run `python train.py` for it first")
+        models = {c: models[c] for c in dict.fromkeys(args.categories)}
+    if not models:
+        raise ModelError(f"no models found in {args.models_dir}; run `python train.py` first")
+    if args.json:
+        touched = [os.path.join(args.models_dir, f"{c}{end}") for c in models for end in (".onnx", ".json", "_int8.onnx")]
+        outputs.check_report_path(args.json, touched, ModelError)
+    return models
+
+
 def main(argv=None):
     args = parse_args(argv)
     print("=== MediaPipe Pose Model Quantization ===\n")
-    models = find_models(args.models_dir, args.categories)
-    if not models:
-        which = f" for {', '.join(args.categories)}" if args.categories else ""
-        print(f"error: no models found in {args.models_dir}{which}; run `python train.py` first.", file=sys.stderr)
+    try:
+        models = chosen_models(args)
+    except ModelError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 1
     for path in models.values():
         print(f"✓ Found {os.path.relpath(path)}")
-    outputs.report_stale_temps(args.models_dir)
     results, failed = {}, []
     try:
-        for category, path in models.items():
-            quantize_one(category, path, args, results, failed)
+        with outputs.folder_lock(args.models_dir):      # train.py cannot replace a model meanwhile
+            outputs.report_stale_temps(args.models_dir)
+            for category, path in models.items():
+                quantize_one(category, path, args, results, failed)
     except KeyboardInterrupt:
         print(f"\nInterrupted: INT8 models written for {', '.join(results) or 'none'}; the rest not written "
               f"(earlier files kept).", file=sys.stderr)
@@ -470,6 +511,7 @@ def quantize_one(category, path, args, results, failed):
             raise ModelError(f"{target}: exists and is not an INT8 model from quantize.py; not overwritten "
                              f"(rename it, or the category it belongs to)")
         print(f"\nQuantizing {os.path.relpath(path)}...")
+        source = train.file_sha1(path)
         try:
             quantize(path, target, args.per_channel)
         except Exception as e:     # onnxruntime.quantization raises many types
@@ -477,13 +519,23 @@ def quantize_one(category, path, args, results, failed):
         print(f"Quantized model saved: {os.path.relpath(target)}")
         try:
             results[category] = compare(category, path, target, args)
+            if train.file_sha1(path) != source or record_sha1(path) != record_sha1(target):
+                raise ModelError(f"{path}: changed while it was quantized (another train.py run?); "
+                                 f"{target} removed, run quantize.py again")
         except ModelError:
+            results.pop(category, None)
             os.remove(target)           # a model that failed its checks is not left behind
             raise
         print_report(category, results[category], args)
     except ModelError as e:
         print(f"error: {e}", file=sys.stderr)
         failed.append(category)
+
+
+def record_sha1(path):
+    """The training_record_sha1 in an ONNX file's metadata: the same in an FP32 model and the
+    INT8 model quantized from it."""
+    return {p.key: p.value for p in onnx.load(path).metadata_props}.get("training_record_sha1")
 
 
 def is_our_int8(path):

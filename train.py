@@ -12,6 +12,7 @@ KeypointNormalizer` trains, prints and writes nothing. The sample contract (layo
 parsing, folders, recordings) is MediaPipe_Dataset/samples.py.
 """
 import argparse
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -22,6 +23,16 @@ import signal
 import sys
 import time
 import warnings
+
+
+def interrupted_while_loading(signum, frame):
+    print("\nInterrupted while the libraries were loading; nothing written.", file=sys.stderr)
+    raise SystemExit(130)
+
+
+if __name__ == "__main__":      # Ctrl-C or SIGTERM while torch loads (a second): one line, not a traceback
+    signal.signal(signal.SIGINT, interrupted_while_loading)
+    signal.signal(signal.SIGTERM, interrupted_while_loading)
 
 import numpy as np
 import torch
@@ -259,16 +270,21 @@ class WithSoftmax(nn.Module):
 def load_model(path):
     """models/<category>.pt -> the PoseClassifier it holds, in eval mode, rebuilt with the
     configuration in its training record (models/<category>.json beside it), so that the
-    caller need not know the width or depth it was trained with. Raises DataError."""
+    caller need not know the width or depth it was trained with. A .pt that is not the one its
+    record was written with (another run's) is refused. Raises DataError."""
     record_path = os.path.splitext(path)[0] + ".json"
     try:
         with open(record_path) as f:
-            config = json.load(f)["model"]["config"]
+            record = json.load(f)
+        config = record["model"]["config"]
     except OSError as e:
         raise DataError(f"{record_path}: cannot read the training record of {path} ({e.strerror})")
     except (ValueError, KeyError, TypeError):
         raise DataError(f"{record_path}: not a training record with a model configuration (made by an "
                         f"older train.py?); load {path} with PoseClassifier() and load_state_dict instead")
+    if record.get("weights_sha1") not in (None, file_sha1(path)):
+        raise DataError(f"{path}: is not the model its training record {record_path} describes (SHA-1 "
+                        f"differs: written by another run?); retrain, or use the files of one run")
     model = PoseClassifier(**config)
     try:
         model.load_state_dict(torch.load(path, map_location="cpu"))
@@ -523,30 +539,38 @@ def onnx_parity(model, path, x):
     return float(np.abs(onnx_out - torch_out).max())
 
 
+def file_sha1(path):
+    with open(path, "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()
+
+
 def write_models(model, category, models_dir, metadata, record, X_check):
     """Write <category>.pt, <category>.onnx and the training record <category>.json via
     temporary files, renamed in place only once the ONNX model has passed the checker and
     matches PyTorch within 1e-5 on X_check and on X_check with points missing
-    (parity_inputs). The ONNX metadata carries the record's SHA-1, so quantize.py can tell
-    that a record belongs to its model. Failures are DataErrors; earlier models stay."""
+    (parity_inputs). The three tell that they belong together: the record holds the .pt's
+    SHA-1 (`weights_sha1`), the ONNX metadata the record's. Then an INT8 model quantized
+    from an earlier model of the category is removed. Returns what was written, as a dict;
+    failures are DataErrors, and earlier models stay."""
     targets = {ext: os.path.join(models_dir, f"{category}{ext}") for ext in (".pt", ".onnx", ".json")}
-    record_text = json.dumps(record, indent=1) + "\n"
-    metadata = {**metadata, "training_record": os.path.basename(targets[".json"]),
-                "training_record_sha1": hashlib.sha1(record_text.encode()).hexdigest()}
     temps = {}
     try:
         for ext, target in targets.items():
             temps[ext] = outputs.temp_path(models_dir, os.path.basename(target))
+        torch.save(model.state_dict(), temps[".pt"])
+        record_text = json.dumps({**record, "weights_sha1": file_sha1(temps[".pt"])}, indent=1) + "\n"
         with open(temps[".json"], "w") as f:
             f.write(record_text)
-        torch.save(model.state_dict(), temps[".pt"])
-        export_onnx(model, temps[".onnx"], metadata)
+        record_sha1 = hashlib.sha1(record_text.encode()).hexdigest()
+        export_onnx(model, temps[".onnx"], {**metadata, "training_record": os.path.basename(targets[".json"]),
+                                            "training_record_sha1": record_sha1})
         diff = onnx_parity(model, temps[".onnx"], parity_inputs(X_check))
         if not diff <= 1e-5:       # also catches NaN and inf
             raise DataError(f"{targets['.onnx']}: ONNX Runtime and PyTorch disagree by {diff:.2e} "
                             f"(more than 1e-5, or outputs not finite); models not written")
         for ext, target in targets.items():
             os.replace(temps.pop(ext), target)
+        stale = remove_stale_int8(models_dir, category, record_sha1)
     except (OSError, RuntimeError) as e:       # torch.save reports a full disk as RuntimeError
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:120]
         raise DataError(f"{models_dir}: cannot write the {category} models ({reason}); earlier models kept")
@@ -554,7 +578,29 @@ def write_models(model, category, models_dir, metadata, record, X_check):
         for temp in temps.values():
             if os.path.exists(temp):
                 os.remove(temp)
-    return [targets[".pt"], targets[".onnx"]], targets[".json"], diff, onnx_nodes(targets[".onnx"])
+    return {"files": [targets[".pt"], targets[".onnx"]], "record": targets[".json"], "parity": diff,
+            "nodes": onnx_nodes(targets[".onnx"]), "removed_int8": stale}
+
+
+QUANTIZATION = "dynamic INT8 (onnxruntime.quantization.quantize_dynamic)"   # quantize.py's mark on its files
+
+
+def remove_stale_int8(models_dir, category, record_sha1):
+    """Remove <category>_int8.onnx when quantize.py made it from another model than the one
+    whose training record has record_sha1 (a retrained category); its path, or None. A file
+    of that name that quantize.py did not make is left alone."""
+    import onnx
+    path = os.path.join(models_dir, f"{category}_int8.onnx")
+    if not os.path.isfile(path):
+        return None
+    try:
+        meta = {p.key: p.value for p in onnx.load(path).metadata_props}
+    except Exception:          # not ONNX at all: not ours
+        return None
+    if meta.get("quantization") != QUANTIZATION or meta.get("training_record_sha1") == record_sha1:
+        return None
+    os.remove(path)
+    return path
 
 
 def finite_model(model):
@@ -631,12 +677,11 @@ def train_category(ds, args):
     seconds = time.perf_counter() - start
     v = validate(model, ds, val_idx, args)
     print_validation(ds, args, v, best)
-    files, record_path, diff, nodes = write_models(
-        model.cpu(), ds.category, args.models_dir, onnx_metadata(ds, args, model, warning),
-        training_record(ds, args, model, v, best, warning), ds.X[val_idx])
+    written = write_models(model.cpu(), ds.category, args.models_dir, onnx_metadata(ds, args, model, warning),
+                           training_record(ds, args, model, v, best, warning), ds.X[val_idx])
     model.to(args.device)
-    print_files(files, record_path, diff, nodes)
-    return run_json(len(train_idx), v, best, seconds, nodes, warning)
+    print_files(written)
+    return run_json(len(train_idx), v, best, seconds, written["nodes"], warning)
 
 
 def run_json(n_train, v, best, seconds, nodes, warning):
@@ -701,13 +746,13 @@ def batch_size_type(text):
 
 
 def parse_args(argv=None):
-    here = os.path.dirname(os.path.abspath(__file__))
     p = argparse.ArgumentParser(description="Train one correct-vs-incorrect pose classifier per category "
-                                            "and export it to PyTorch and ONNX.")
-    p.add_argument("--data-dir", default=os.path.join(here, "MediaPipe_Dataset"),
+                                            "and export it to PyTorch and ONNX. Relative paths are from the "
+                                            "working directory.")
+    p.add_argument("--data-dir", default="MediaPipe_Dataset",
                    help="folder of <category>/{correct,incorrect} <category>/*.json (default: MediaPipe_Dataset)")
-    p.add_argument("--models-dir", default=os.path.join(here, "models"),
-                   help="where <category>.pt and <category>.onnx are written (default: models)")
+    p.add_argument("--models-dir", default="models",
+                   help="where <category>.pt, .onnx and .json are written (default: models)")
     p.add_argument("--categories", nargs="+", metavar="NAME",
                    help="train only these categories (default: every category found in --data-dir)")
     p.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
@@ -758,17 +803,25 @@ def check_args(p, args):
 
 
 def chosen_categories(args):
-    """The categories to train or cross-validate; raises DataError."""
+    """The categories to train or cross-validate, each once; raises DataError."""
     categories = discover_categories(args.data_dir)
     if args.categories:
         unknown = [c for c in args.categories if c not in categories]
         if unknown:
             raise DataError(f"{args.data_dir}: no category {', '.join(unknown)} (found: {', '.join(categories)})")
-        categories = args.categories
+        categories = list(dict.fromkeys(args.categories))
+    return categories
+
+
+def check_outputs(args, categories):
+    """Before any training: the models folder can be written, and --json is not one of the
+    files this run writes. Raises DataError."""
     if not args.cv:
         outputs.check_writable(args.models_dir, DataError, "models")
-        outputs.report_stale_temps(args.models_dir)
-    return categories
+    if args.json:
+        written = [] if args.cv else [os.path.join(args.models_dir, f"{c}{end}") for c in categories
+                                      for end in (".pt", ".onnx", ".json", "_int8.onnx")]
+        outputs.check_report_path(args.json, written, DataError)
 
 
 def load_datasets(args, categories, failed):
@@ -793,22 +846,27 @@ def main(argv=None):
     torch.set_num_threads(1)  # these models are tiny: one thread is faster and deterministic
     try:
         categories = chosen_categories(args)
+        check_outputs(args, categories)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print("=== MediaPipe Pose Classification Training ===\n")
     failed, results, current = [], {}, None
     try:
-        datasets = load_datasets(args, categories, failed)
-        print_statistics(datasets)
-        for ds in datasets:
-            current = ds.category
-            try:
-                report_problems(ds, args.strict)
-                results[ds.category] = cv_category(ds, args) if args.cv else train_category(ds, args)
-            except DataError as e:
-                print(f"error: {e}", file=sys.stderr)
-                failed.append(ds.category)
+        # One run at a time writes a models folder: two runs mixed their .pt, .onnx and .json.
+        with contextlib.nullcontext() if args.cv else outputs.folder_lock(args.models_dir):
+            if not args.cv:
+                outputs.report_stale_temps(args.models_dir)
+            datasets = load_datasets(args, categories, failed)
+            print_statistics(datasets)
+            for ds in datasets:
+                current = ds.category
+                try:
+                    report_problems(ds, args.strict)
+                    results[ds.category] = cv_category(ds, args) if args.cv else train_category(ds, args)
+                except DataError as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    failed.append(ds.category)
     except KeyboardInterrupt:
         done = ", ".join(results) or "none"
         what = "cross-validated" if args.cv else "models written"
@@ -820,5 +878,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)     # libraries loaded: Ctrl-C cleans up
     signal.signal(signal.SIGTERM, outputs.terminate)
     sys.exit(main())

@@ -1,10 +1,12 @@
 """Writing files so that a failure leaves nothing half-written, for train.py, quantize.py and
-extract.py: temporary files renamed into place, the leftovers of killed runs, writable
-folders, the --json report and the exit code. Standard library only.
+extract.py: temporary files renamed into place, the leftovers of killed runs, a lock on the
+models folder, writable folders, the --json report and the exit code. Standard library only.
 """
+import contextlib
 import json
 import os
 import re
+import stat
 import sys
 import tempfile
 
@@ -35,8 +37,9 @@ def pid_alive(pid):
 
 
 def remove_stale_temps(folder):
-    """Remove temporary files that a killed run of ours left in folder: .tmp-<pid>-... whose
-    process is gone, and the .<category>.<random>.pt/.onnx names of earlier versions."""
+    """Remove the temporary files that a killed run of ours left in folder: .tmp-<pid>-...
+    whose process is gone. Nothing else is provably ours (a model of a category named like
+    `.squat.baseline` looks like an older version's temporary file), so nothing else goes."""
     try:
         names = os.listdir(folder)
     except OSError:
@@ -44,9 +47,7 @@ def remove_stale_temps(folder):
     removed = 0
     for name in names:
         ours = re.match(rf"{re.escape(TEMP_PREFIX)}(\d+)-", name)
-        left_by_dead_run = ours and not pid_alive(int(ours.group(1)))
-        legacy = re.fullmatch(r"\.[^.]+\.[A-Za-z0-9_]{8}\.(pt|onnx)", name)
-        if not (left_by_dead_run or legacy):
+        if not ours or pid_alive(int(ours.group(1))):
             continue
         try:
             os.remove(os.path.join(folder, name))
@@ -73,14 +74,80 @@ def check_writable(folder, error, what):
         raise error(f"{folder}: cannot write {what} there ({e.strerror or e.__class__.__name__})")
 
 
+@contextlib.contextmanager
+def folder_lock(folder):
+    """Hold an exclusive lock on folder (flock on the folder itself: no lock file) while a run
+    writes there. A run that finds it held says so in one line and waits; the lock goes with
+    the process, however it ends. Where there is no fcntl (Windows), nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"{folder}: another train.py or quantize.py run is writing there; waiting for it to finish "
+                  f"(Ctrl-C stops)", file=sys.stderr)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def through_descriptor(path):
+    """Whether path leads through links to an open file descriptor (/dev/stdout, /dev/fd/1)."""
+    for _ in range(40):
+        if path.startswith(("/proc/", "/dev/fd/")):
+            return True
+        if not os.path.islink(path):
+            return False
+        path = os.path.join(os.path.dirname(path), os.readlink(path))
+    return False
+
+
+def writes_through(path):
+    """Whether a report to path is written straight into it (a descriptor, device or pipe)
+    rather than to a temporary file renamed onto the regular file that path names."""
+    real = os.path.realpath(path)
+    return through_descriptor(path) or (os.path.exists(real) and not stat.S_ISREG(os.stat(real).st_mode))
+
+
+def check_report_path(path, written, error):
+    """Raise error (an exception class) with one sentence unless a --json report can go to
+    path: not a folder, none of the files the run itself writes (`written`), and, for a
+    regular file, in a folder that exists and can be written."""
+    real = os.path.realpath(path)
+    if os.path.isdir(real):
+        raise error(f"{path}: is a folder; --json needs the path of a file")
+    if real in {os.path.realpath(p) for p in written}:
+        raise error(f"{path}: is a file this run writes itself; choose another --json path")
+    if writes_through(path):
+        return
+    folder = os.path.dirname(real)
+    if not os.path.isdir(folder):
+        raise error(f"{path}: the folder {folder} does not exist, so the JSON report cannot be written")
+    check_writable(folder, error, "the JSON report")
+
+
 def write_json(path, data):
-    """Write JSON via a temporary file, so a failure leaves no half-written report."""
-    temp = temp_path(os.path.dirname(os.path.abspath(path)), os.path.basename(path))
+    """Write JSON via a temporary file renamed onto the regular file path names (through a
+    link, the link stays), so a failure leaves no half-written report; into a descriptor,
+    device or pipe (/dev/stdout) directly, after what was printed."""
+    text = json.dumps(data, indent=2) + "\n"
+    if writes_through(path):
+        sys.stdout.flush()
+        with open(path, "a") as f:
+            f.write(text)
+        return
+    real = os.path.realpath(path)
+    temp = temp_path(os.path.dirname(real), os.path.basename(real))
     try:
         with open(temp, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(temp, path)
+            f.write(text)
+        os.replace(temp, real)
     except BaseException:
         os.remove(temp)
         raise

@@ -85,13 +85,17 @@ def print_validation(ds, args, v, best):
                                                          [f"k={k} {100 * a:.2f}%" for k, a in v.removed.items()]))
 
 
-def print_files(files, record_path, diff, nodes):
+def print_files(written):
+    """What write_models wrote (its dict), and the stale INT8 model it removed."""
     print(f"\nONNX check passed; ONNX Runtime matches PyTorch on the validation samples, also with "
-          f"points missing (max diff {diff:.1e}); the graph has {nodes} operator nodes")
+          f"points missing (max diff {written['parity']:.1e}); the graph has {written['nodes']} operator nodes")
     print("Files written:")
-    for path in files:
+    for path in written["files"]:
         print(f"  {path} ({os.path.getsize(path) / 1e6:.3f} MB)")
-    print(f"  {record_path} (training record: model configuration, validation samples, figures, settings)")
+    print(f"  {written['record']} (training record: model configuration, validation samples, figures, settings)")
+    if written["removed_int8"]:
+        print(f"Removed {written['removed_int8']}: quantized from the previous model of this category; "
+              f"run `python quantize.py` for one of the new model")
     print()
 
 

@@ -73,7 +73,7 @@ def assert_readme_defaults_match(script, args):
         value = values[flag.lstrip("-").replace("-", "_")]
         if stated in ("on", "off"):
             assert bool(value) == (stated == "on"), flag
-        elif stated in ("none", "all found"):
+        elif stated in ("none", "all found", "the record's"):
             assert value is None, flag
         elif stated == "auto":                      # --device: resolved by parse_args; --batch-size: None
             assert value in ("cpu", "cuda", None), flag

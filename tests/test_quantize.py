@@ -76,7 +76,7 @@ def test_report_and_json_hold_every_figure(models, trained, tmp_path):
                  "Quantized model saved: ", "stance_int8.onnx", "COMPARISON REPORT: STANCE MODELS",
                  "COMPARISON REPORT: EXECUTION MODELS", "File Size Comparison:", "  Original: ", "  Quantized: ",
                  "  Size Reduction: ", "held-out samples", "Agreement: ", "latency p50", "latency p95",
-                 "throughput", "per single sample (p50) on this machine", "Project targets:",
+                 "throughput", "per single sample (p50) on this machine", "Reference figures:",
                  "file at most 30% of FP32", "SUMMARY", "Call floor", "the time of ONNX Runtime's cheapest call",
                  "Deploy, by this run's figures: "]:
         assert text in out, text

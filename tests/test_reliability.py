@@ -4,12 +4,15 @@ import contextlib
 import io
 import json
 import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import build_dataset, make_pose, write_sample
-from MediaPipe_Dataset import evaluation, samples
+from conftest import ROOT, build_dataset, make_pose, write_sample
+from MediaPipe_Dataset import evaluation, outputs, samples
 import train
 
 
@@ -127,3 +130,129 @@ def test_clips_split_over_folds_count_once_per_recording(tmp_path):
     assert code == 0 and "test frames come from the training recordings" in err
     assert "over all 16 test clips" in out
     assert all(r["n_clips"] == 16 for r in json.loads((tmp_path / "cv.json").read_text())["stance"].values())
+
+
+# ----------------------------------------------------------------------------- 3: a stale INT8 model
+def quantize_run(*argv):
+    import quantize
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = quantize.main([str(a) for a in argv] + ["--runs", "20", "--batch-size", "16"])
+    return code, out.getvalue(), err.getvalue()
+
+
+def readme_block(heading):
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    start = text.index("```python\n", text.index(heading)) + len("```python\n")
+    return text[start:text.index("```", start)]
+
+
+def test_retraining_removes_the_int8_model_of_the_previous_model(tmp_path):
+    data, models = build_dataset(tmp_path / "d"), tmp_path / "models"
+    assert run("--data-dir", data, "--models-dir", models, "--epochs", "2")[0] == 0
+    assert quantize_run("--models-dir", models, "--data-dir", data)[0] == 0
+    snippet = readme_block("### Is the INT8 file the one of this model?")
+    check = lambda: subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True)
+    assert check().stdout == "models/stance_int8.onnx is the INT8 model of models/stance.onnx\n"
+    old_int8 = (models / "stance_int8.onnx").read_bytes()
+    code, out, _ = run("--data-dir", data, "--models-dir", models, "--epochs", "2", "--seed", "1")
+    assert code == 0 and f"Removed {models / 'stance_int8.onnx'}: quantized from the previous model" in out
+    assert not (models / "stance_int8.onnx").exists()
+    (models / "stance_int8.onnx").write_bytes(old_int8)       # copied back by hand: the check catches it
+    result = check()
+    assert result.returncode == 1 and "was quantized from another model" in result.stderr
+
+
+def test_an_int8_file_that_is_not_ours_is_left_alone_by_train(tmp_path):
+    data, models = build_dataset(tmp_path / "d"), tmp_path / "models"
+    models.mkdir()
+    (models / "stance_int8.onnx").write_bytes(b"someone else's file")
+    assert run("--data-dir", data, "--models-dir", models, "--epochs", "2")[0] == 0
+    assert (models / "stance_int8.onnx").read_bytes() == b"someone else's file"
+
+
+def test_quantize_refuses_a_model_that_changes_while_it_is_quantized(tmp_path, monkeypatch):
+    import quantize
+    data, models, other = build_dataset(tmp_path / "d"), tmp_path / "models", tmp_path / "other"
+    assert run("--data-dir", data, "--models-dir", models, "--epochs", "2")[0] == 0
+    assert run("--data-dir", data, "--models-dir", other, "--epochs", "2", "--seed", "3")[0] == 0
+    real = quantize.compare
+
+    def retrained_meanwhile(category, fp32, int8, args):
+        figures = real(category, fp32, int8, args)
+        shutil.copy(other / "stance.onnx", fp32)
+        return figures
+    monkeypatch.setattr(quantize, "compare", retrained_meanwhile)
+    code, _, err = quantize_run("--models-dir", models, "--data-dir", data)
+    assert code == 1 and "changed while it was quantized" in err and not (models / "stance_int8.onnx").exists()
+
+
+# ----------------------------------------------------------------------------- 4: one run at a time
+def test_a_second_run_waits_for_the_one_writing_the_models_folder(tmp_path):
+    data, models = build_dataset(tmp_path / "d"), tmp_path / "models"
+    models.mkdir()
+    with outputs.folder_lock(str(models)):
+        second = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), "--data-dir", data,
+                                   "--models-dir", str(models), "--epochs", "1"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        first_line = second.stderr.readline()
+        assert "another train.py or quantize.py run is writing there; waiting" in first_line
+        assert os.listdir(models) == []                           # nothing written while it waits
+    assert second.wait(timeout=120) == 0
+    assert sorted(os.listdir(models)) == ["stance.json", "stance.onnx", "stance.pt"]
+
+
+def test_the_loader_refuses_weights_of_another_run(tmp_path):
+    data = build_dataset(tmp_path / "d")
+    for seed, folder in ((0, "a"), (1, "b")):
+        assert run("--data-dir", data, "--models-dir", tmp_path / folder, "--epochs", "1", "--seed", seed)[0] == 0
+    shutil.copy(tmp_path / "b" / "stance.pt", tmp_path / "a" / "stance.pt")
+    with pytest.raises(samples.DataError, match=r"is not the model its training record .* describes"):
+        train.load_model(str(tmp_path / "a" / "stance.pt"))
+
+
+# ----------------------------------------------------------------------------- 5: only our temporary files
+def test_a_finished_model_named_like_an_old_temporary_file_survives_other_runs(tmp_path):
+    data, models = build_dataset(tmp_path / "d"), tmp_path / "models"
+    models.mkdir()
+    for name in (".squat.baseline.pt", ".squat.baseline.onnx"):   # the models of a category `.squat.baseline`
+        (models / name).write_bytes(b"a finished model")
+    assert run("--data-dir", data, "--models-dir", models, "--epochs", "1")[0] == 0
+    assert (models / ".squat.baseline.pt").exists() and (models / ".squat.baseline.onnx").exists()
+
+
+# ----------------------------------------------------------------------------- 6: --json
+def test_json_to_stdout_and_through_descriptors_and_links(tmp_path):
+    data = build_dataset(tmp_path / "d")
+    for target in ("/dev/stdout", "/dev/fd/1"):
+        result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--data-dir", data, "--models-dir",
+                                 str(tmp_path / "m"), "--epochs", "1", "--json", target],
+                                capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout[result.stdout.rindex("\n{") + 1:])
+        assert report["stance"]["n_train"] + report["stance"]["n_val"] == 48
+    assert os.path.islink("/dev/stdout")
+    (tmp_path / "reports").mkdir()
+    os.symlink(tmp_path / "reports" / "r.json", tmp_path / "link.json")
+    assert run("--data-dir", data, "--models-dir", tmp_path / "m", "--epochs", "1", "--json", tmp_path / "link.json")[0] == 0
+    assert os.path.islink(tmp_path / "link.json")
+    assert "stance" in json.loads((tmp_path / "reports" / "r.json").read_text())
+
+
+@pytest.mark.parametrize("where", ["models/stance.json", "models/stance.onnx", "nowhere/r.json", "."])
+def test_json_refused_before_training_when_it_cannot_be_written_or_is_a_model_file(tmp_path, where):
+    data, models = build_dataset(tmp_path / "d"), tmp_path / "models"
+    code, out, err = run("--data-dir", data, "--models-dir", models, "--epochs", "1", "--json", tmp_path / where)
+    assert code == 1 and "Training STANCE" not in out and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+    assert not (models / "stance.pt").exists()
+
+
+def test_quantize_refuses_a_json_path_it_reads_or_writes(tmp_path):
+    data, models = build_dataset(tmp_path / "d"), tmp_path / "models"
+    assert run("--data-dir", data, "--models-dir", models, "--epochs", "1")[0] == 0
+    record = (models / "stance.json").read_bytes()
+    code, _, err = quantize_run("--models-dir", models, "--json", models / "stance.json")
+    assert code == 1 and "is a file this run writes itself" in err
+    assert (models / "stance.json").read_bytes() == record and not (models / "stance_int8.onnx").exists()
