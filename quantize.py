@@ -401,7 +401,7 @@ def deciding(value, goal):
     only just reaches: 1.6982 against 1.7 prints as 1.698, not 1.70."""
     for digits in range(2, 7):
         text = f"{value:.{digits}f}"
-        if float(text) != goal:
+        if value == goal or float(text) != goal:
             break
     return text
 

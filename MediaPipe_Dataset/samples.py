@@ -199,6 +199,20 @@ def discover_categories(data_dir):
     return found
 
 
+def sample_files(folder):
+    """The .json files of a class folder, relative to it: its own, sorted, then those of its
+    subfolders (correct squat/session1/*.json), which are samples too. Hidden folders (a
+    staging folder of extract.py) are skipped, and links to folders are not followed."""
+    def unreadable(e):
+        raise DataError(f"{e.filename}: cannot read the folder ({e.strerror or e.__class__.__name__})")
+    list_folder(folder)
+    names = []
+    for path, dirs, files in os.walk(folder, onerror=unreadable):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        names += [os.path.relpath(os.path.join(path, n), folder) for n in sorted(files) if n.lower().endswith(".json")]
+    return names
+
+
 def recording_groups(clips, labels, files):
     """The recording of each frame, for keeping recordings whole in splits and for verdicts
     per recording. A recording is (class folder, clip): a clip id used in both class folders
@@ -260,10 +274,10 @@ class Dataset:
             folder = class_dir(data_dir, category, label)
             if not os.path.isdir(folder):
                 raise DataError(f"{folder}: folder missing, so the {CLASS_NAMES[label]} class has no samples")
-            names = sorted(n for n in list_folder(folder) if n.lower().endswith(".json"))
+            names = sample_files(folder)
             # macOS leaves ._name.json AppleDouble files beside copied files: not samples.
-            self.ignored += sum(n.startswith("._") for n in names)
-            names = [n for n in names if not n.startswith("._")]
+            self.ignored += sum(os.path.basename(n).startswith("._") for n in names)
+            names = [n for n in names if not os.path.basename(n).startswith("._")]
             for name in progress(names, desc=f"Loading {os.path.basename(folder)}", unit="file", leave=False):
                 path = os.path.join(folder, name)
                 try:

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -256,3 +257,60 @@ def test_quantize_refuses_a_json_path_it_reads_or_writes(tmp_path):
     code, _, err = quantize_run("--models-dir", models, "--json", models / "stance.json")
     assert code == 1 and "is a file this run writes itself" in err
     assert (models / "stance.json").read_bytes() == record and not (models / "stance_int8.onnx").exists()
+
+
+# ----------------------------------------------------------------------------- rough edges
+def test_relative_paths_are_from_the_working_directory_and_quantize_follows_the_record(tmp_path):
+    build_dataset(tmp_path / "mine")
+    before = sorted(os.listdir(os.path.join(ROOT, "models")))
+    for script, extra in (("train.py", ["--data-dir", "mine", "--epochs", "1"]), ("quantize.py", ["--runs", "20"])):
+        result = subprocess.run([sys.executable, os.path.join(ROOT, script), *extra, "--json", f"{script}.json"],
+                                cwd=tmp_path, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(tmp_path / "models")) == ["stance.json", "stance.onnx", "stance.pt", "stance_int8.onnx"]
+    assert sorted(os.listdir(os.path.join(ROOT, "models"))) == before            # the repository's models untouched
+    figures = json.loads((tmp_path / "quantize.py.json").read_text())["stance"]
+    assert figures["n_val"] and figures["note"] is None        # measured on the folder the model was trained on
+
+
+def test_samples_in_subfolders_of_a_class_folder_are_read(tmp_path):
+    data = build_dataset(tmp_path / "d", clips_per_class=4)
+    folder = samples.class_dir(data, "stance", 1)
+    os.makedirs(os.path.join(folder, "session1"))
+    for name in os.listdir(folder)[:3]:
+        if name.endswith(".json"):
+            shutil.move(os.path.join(folder, name), os.path.join(folder, "session1", name))
+    ds = samples.Dataset(data, "stance")
+    assert ds.count(1) == 12 and sum(f.startswith(os.path.join("correct stance", "session1")) for f in ds.files) >= 1
+
+
+def test_each_category_trains_once_and_quantize_names_a_missing_one(tmp_path):
+    data, models = build_dataset(tmp_path / "d"), tmp_path / "m"
+    code, out, _ = run("--data-dir", data, "--models-dir", models, "--epochs", "1", "--categories", "stance", "stance")
+    assert code == 0 and out.count("Training STANCE") == 1
+    code, out, err = quantize_run("--models-dir", models, "--categories", "stance", "squat")
+    assert code == 1 and "no model for squat" in err and "Quantizing" not in out
+
+
+def test_ctrl_c_while_the_libraries_load_is_one_line(tmp_path):
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py")], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    maps = f"/proc/{process.pid}/maps"
+    while process.poll() is None and "libtorch" not in open(maps).read():     # torch is loading
+        pass
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err
+    assert err.strip() == "Interrupted while the libraries were loading; nothing written."
+
+
+def test_reference_figures_print_the_digits_that_decide():
+    import quantize
+    assert quantize.deciding(1.6982, 1.7) == "1.698" and quantize.deciding(1.75, 1.7) == "1.75"
+    assert quantize.deciding(0.3, 0.3) == "0.30"           # exactly the goal: reached, printed plainly
+    figures = {"fp32": {"size_bytes": 100, "accuracy_val": None, "latency_p50_us": 10.0, "throughput_per_s": 1000.0},
+               "int8": {"size_bytes": 30, "accuracy_val": None, "latency_p50_us": 11.0, "throughput_per_s": 1698.2},
+               "call_floor_p50_us": 4.0}
+    rows = {goal: (reached, figure) for goal, reached, figure in quantize.check_targets(figures)}
+    assert rows["batch throughput at least 1.7x FP32"] == (False, "1.698x")
+    assert rows["file at most 30% of FP32"] == (True, "30.00%")
