@@ -14,6 +14,7 @@ written first, then swapped in); each image is a clip of its own. Needs the vide
 import argparse
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -38,18 +39,23 @@ class InputError(Exception):
 
 
 # ----------------------------------------------------------------------------- inputs
-def find_inputs(paths):
-    """Files to extract, in order: each file given, and every file under each folder given
-    (sorted; hidden files skipped). A path that does not exist is an InputError entry."""
-    found = []
+def find_inputs(paths, out):
+    """(files to extract, in order, each once; files skipped in folder walks). Each file given
+    is extracted (or named as an error: not media, or missing); each folder given is walked
+    (sorted, hidden files and folders skipped, and the output folder `out` too), and files in
+    it that are neither videos nor images are skipped, not errors."""
+    found, skipped, outside = [], [], os.path.realpath(out)
     for path in paths:
-        if os.path.isdir(path):
-            for folder, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                found += [os.path.join(folder, f) for f in sorted(files) if not f.startswith(".")]
-        else:
+        if not os.path.isdir(path):
             found.append(path)
-    return found
+            continue
+        for folder, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                             and os.path.realpath(os.path.join(folder, d)) != outside)
+            for name in sorted(f for f in files if not f.startswith(".")):
+                (found if kind_of(name) else skipped).append(os.path.join(folder, name))
+    unique = list({os.path.realpath(p) if os.path.isfile(p) else p: p for p in reversed(found)}.values())[::-1]
+    return unique, skipped
 
 
 def kind_of(path):
@@ -118,6 +124,9 @@ def extract_video(path, cv2, pose_module, args, progress):
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
         raise InputError(f"{path}: cannot be read as a video (corrupt, or a format OpenCV cannot open)")
+    # Phones record portrait video coded sideways, with a rotation in the container's display
+    # matrix; OpenCV 4.11 ignores it unless asked, and MediaPipe then sees a lying person.
+    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     clip = clip_id(path)
     found, sampled, hidden = [], 0, 0
@@ -163,7 +172,7 @@ def read_sources(folder):
             try:
                 with open(os.path.join(folder, name)) as f:
                     sources[name] = json.load(f).get("source")
-            except (OSError, ValueError, AttributeError):
+            except (OSError, ValueError, AttributeError, RecursionError):
                 sources[name] = None
     return sources
 
@@ -218,13 +227,54 @@ def parse_args(argv=None):
     p.add_argument("--min-detection-confidence", type=float, default=0.5, metavar="C",
                    help="MediaPipe's person detection threshold (default: 0.5)")
     args = p.parse_args(argv)
-    if args.fps < 0:
-        p.error("--fps must be 0 (every frame) or more")
+    if not (math.isfinite(args.fps) and args.fps >= 0):
+        p.error("--fps must be 0 (every frame) or a positive number")
     if not 0 <= args.min_detection_confidence <= 1:
         p.error("--min-detection-confidence must be between 0 and 1")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.category) or args.category.startswith("."):
         p.error("--category: use letters, digits, '_', '-' or '.', e.g. squat or bicep_curl")
+    if args.category.endswith("_int8"):
+        p.error("--category may not end in _int8 (quantize.py names its models <category>_int8, and train.py "
+                "refuses such a category)")
     return args
+
+
+def extract_one(path, cv2, pose_module, args, progress):
+    """(samples, sampled frames, hidden frames, kind, seconds) of one input; raises InputError."""
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such file or folder")
+    kind = kind_of(path)
+    if kind is None:
+        raise InputError(f"{path}: neither a video nor an image (by its extension; videos: "
+                         f"{', '.join(sorted(VIDEO_EXTENSIONS))}; images: {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    start = time.perf_counter()
+    if kind == "video":
+        samples, sampled, hidden = extract_video(path, cv2, pose_module, args, progress)
+    else:
+        samples, sampled, hidden = extract_image(path, cv2, pose_module, args)
+    return samples, sampled, hidden, kind, time.perf_counter() - start
+
+
+def remove_from_other_class(folder, sources, source, clips):
+    """Remove the samples of `source` (or of its clips) from the other class's folder: a
+    video re-extracted with the other --label moves there. How many went."""
+    source = os.path.abspath(source)
+    names = [n for n, src in sources.items() if src == source or n.rsplit("_", 1)[0] in clips]
+    for name in names:
+        os.remove(os.path.join(folder, name))
+        del sources[name]
+    return len(names)
+
+
+def report(path, kind, n, sampled, hidden, clip, elapsed, moved, other):
+    if kind == "video":
+        print(f"{path}: {n} samples from {sampled} sampled frames ({sampled - n - hidden} without a "
+              f"person, {hidden} with the person too hidden to place: no shoulder and no hip seen; "
+              f"skipped); clip {clip}; {sampled / elapsed:.1f} frames/s")
+    else:
+        print(f"{path}: 1 sample; clip {clip}")
+    if moved:
+        print(f"{path}: removed its {moved} earlier sample(s) from {other} (extracted before with the other --label)")
 
 
 def main(argv=None):
@@ -237,45 +287,36 @@ def main(argv=None):
     from tqdm import tqdm
     progress = lambda **kw: tqdm(disable=None, file=sys.stderr, leave=False, **kw)
     folder = class_dir(args.out, args.category, LABELS[args.label])
+    other = class_dir(args.out, args.category, 1 - LABELS[args.label])
     try:
         outputs.check_writable(folder, InputError, "samples")
     except InputError as e:
         print(f"error: {e}; nothing extracted", file=sys.stderr)
         return 1
-    sources = read_sources(folder)
-    failed, written, frames, seconds = [], 0, 0, 0.0
-    for path in find_inputs(args.inputs):
+    sources, other_sources = read_sources(folder), read_sources(other) if os.path.isdir(other) else {}
+    inputs, skipped = find_inputs(args.inputs, args.out)
+    if skipped:
+        print(f"Skipped {len(skipped)} file(s) in the folders given that are neither videos nor images: "
+              f"{', '.join(skipped[:5])}{', ...' if len(skipped) > 5 else ''}")
+    failed, written, frames, seconds = [], {}, 0, 0.0
+    for path in inputs:
         try:
-            if not os.path.isfile(path):
-                raise InputError(f"{path}: no such file or folder")
-            kind = kind_of(path)
-            if kind is None:
-                raise InputError(f"{path}: neither a video nor an image (by its extension; videos: "
-                                 f"{', '.join(sorted(VIDEO_EXTENSIONS))}; images: {', '.join(sorted(IMAGE_EXTENSIONS))})")
-            start = time.perf_counter()
-            if kind == "video":
-                samples, sampled, hidden = extract_video(path, cv2, pose_module, args, progress)
-            else:
-                samples, sampled, hidden = extract_image(path, cv2, pose_module, args)
-            elapsed = time.perf_counter() - start
+            samples, sampled, hidden, kind, elapsed = extract_one(path, cv2, pose_module, args, progress)
             n = write_samples(folder, path, samples, args, sources)
-            written += n
+            written[samples[0][0]] = n            # the same clip again replaces its samples
+            moved = remove_from_other_class(other, other_sources, path, {samples[0][0]})
             frames, seconds = frames + sampled, seconds + elapsed
-            if kind == "video":
-                print(f"{path}: {n} samples from {sampled} sampled frames ({sampled - n - hidden} without a "
-                      f"person, {hidden} with the person too hidden to place: no shoulder and no hip seen; "
-                      f"skipped); clip {samples[0][0]}; {sampled / elapsed:.1f} frames/s")
-            else:
-                print(f"{path}: 1 sample; clip {samples[0][0]}")
+            report(path, kind, n, sampled, hidden, samples[0][0], elapsed, moved, other)
         except InputError as e:
             print(f"error: {e}", file=sys.stderr)
             failed.append(path)
         except KeyboardInterrupt:
-            print(f"\nInterrupted: {written} samples written before {path}; its own samples were not "
-                  f"changed.", file=sys.stderr)
+            print(f"\nInterrupted: {sum(written.values())} samples written before {path}; its own samples were "
+                  f"not changed.", file=sys.stderr)
             return 130
     speed = f" ({frames / seconds:.1f} frames/s through MediaPipe)" if seconds else ""
-    print(f"Wrote {written} samples to {folder}{speed}" + (f"; {len(failed)} input(s) failed" if failed else ""))
+    print(f"Wrote {sum(written.values())} samples to {folder}{speed}"
+          + (f"; {len(failed)} input(s) failed" if failed else ""))
     return 1 if failed else 0
 
 

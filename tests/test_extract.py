@@ -258,3 +258,81 @@ def test_the_readme_video_snippet_runs_verbatim_on_the_fixture_clip(tmp_path):
     assert run_.returncode == 0, run_.stderr
     verdict = run_.stdout.split("Video: ")[1]
     assert verdict.split()[0] in ("Correct", "Incorrect") and 0.5 <= float(verdict.split("(")[1].rstrip(")\n")) <= 1
+
+
+# ----------------------------------------------------------------------------- issue 21
+def phone_copy(path):
+    """The fixture clip as a phone stores portrait video: frames coded sideways (turned 90
+    degrees clockwise) and a display matrix that turns them back."""
+    import imageio_ffmpeg
+    ffmpeg, sideways = imageio_ffmpeg.get_ffmpeg_exe(), str(path) + ".sideways.mp4"
+    subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-i", CLIP, "-vf", "transpose=1", "-c:v", "mpeg4",
+                    "-q:v", "2", sideways], check=True)
+    subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-display_rotation", "90", "-i", sideways, "-c", "copy",
+                    str(path)], check=True)
+    os.remove(sideways)
+
+
+@needs_video
+def test_a_phone_video_with_a_rotation_is_extracted_upright(tmp_path, extracted):
+    import cv2
+    phone = tmp_path / "phone.mp4"
+    phone_copy(phone)
+    coded = cv2.VideoCapture(str(phone))
+    assert coded.get(cv2.CAP_PROP_ORIENTATION_META) == 270 and coded.read()[1].shape[:2] == (360, 640)   # sideways
+    code, _, err = run(phone, "--out", tmp_path / "d", "--category", "pose", "--label", "correct", "--fps", "0")
+    assert code == 0, err
+    upright = [np.array(s["keypoints"])[:, :2] for s in samples_in(tmp_path / "d" / "pose" / "correct pose").values()]
+    original = [np.array(s["keypoints"])[:, :2] for s in samples_in(extracted["correct"]).values()]
+    assert len(upright) == len(original) == 30
+    for marks in upright:
+        assert marks[0, 1] < marks[[23, 24], 1].mean()          # the nose above the hips: standing
+    assert np.median([np.abs(a - b)[[0, 11, 12, 23, 24]].max() for a, b in zip(upright, original)]) < 0.05
+
+
+@needs_video
+def test_an_out_folder_inside_an_input_folder_is_skipped_and_other_files_are_listed_once(tmp_path):
+    inputs = tmp_path / "media"
+    inputs.mkdir()
+    (inputs / "photo.jpg").write_bytes(open(FRAME, "rb").read())
+    (inputs / "notes.txt").write_text("not media")
+    for attempt in range(2):               # the second run walks the samples the first wrote
+        code, out, err = run(inputs, "--out", inputs / "data", "--category", "pose", "--label", "correct")
+        assert code == 0 and "error" not in err, err
+        assert f"Skipped 1 file(s) in the folders given that are neither videos nor images: {inputs / 'notes.txt'}" in out
+        assert "Wrote 1 samples" in out
+    code, _, err = run(inputs / "notes.txt", "--out", tmp_path / "d", "--category", "pose", "--label", "correct")
+    assert code == 1 and "neither a video nor an image" in err          # named: still an error
+
+
+@needs_video
+def test_a_deeply_nested_json_in_the_out_folder_is_not_a_recursion_error(tmp_path):
+    folder = tmp_path / "d" / "pose" / "correct pose"
+    folder.mkdir(parents=True)
+    (folder / "deep.json").write_text("[" * 100000 + "]" * 100000)
+    code, _, err = run(FRAME, "--out", tmp_path / "d", "--category", "pose", "--label", "correct")
+    assert code == 0 and "Traceback" not in err and (folder / "deep.json").exists()
+
+
+@needs_video
+def test_the_same_input_twice_is_extracted_and_counted_once(tmp_path):
+    code, out, _ = run(CLIP, CLIP, os.path.join(FIXTURES, ".", os.path.basename(CLIP)), "--out", tmp_path / "d",
+                       "--category", "pose", "--label", "correct", "--fps", "10")
+    assert code == 0 and "Wrote 10 samples" in out and out.count("10 samples from") == 1
+
+
+@needs_video
+def test_re_extracting_with_the_other_label_moves_the_samples(tmp_path):
+    args = ("--out", tmp_path / "d", "--category", "pose", "--fps", "10")
+    assert run(CLIP, *args, "--label", "correct")[0] == 0
+    code, out, _ = run(CLIP, *args, "--label", "incorrect")
+    assert code == 0 and "removed its 10 earlier sample(s)" in out
+    assert os.listdir(tmp_path / "d" / "pose" / "correct pose") == []
+    assert len(os.listdir(tmp_path / "d" / "pose" / "incorrect pose")) == 10
+
+
+@pytest.mark.parametrize("bad", [["--fps", "nan"], ["--fps", "inf"], ["--category", "squat_int8"]])
+def test_values_that_would_give_wrong_samples_are_refused(bad, capsys):
+    with pytest.raises(SystemExit) as e:
+        extract.parse_args([FRAME, "--out", "d", "--category", "pose", "--label", "correct", *bad])
+    assert e.value.code == 2 and capsys.readouterr().err.count("error:") == 1
