@@ -13,11 +13,14 @@ written first, then swapped in); each image is a clip of its own. Needs the vide
 """
 import argparse
 import hashlib
+import importlib.util
 import json
 import math
 import os
+import queue
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -83,6 +86,18 @@ def load_mediapipe():
         return cv2, mp.solutions.pose
     except ImportError as e:
         raise InputError(f"extract.py needs MediaPipe and OpenCV ({e.name} is not installed): {INSTALL_HINT}")
+
+
+def missing_video_extra():
+    """The name of the first of OpenCV and MediaPipe that is not installed, or None; without
+    importing them (the main process of a run with workers never needs them)."""
+    for module in ("cv2", "mediapipe"):
+        try:
+            if importlib.util.find_spec(module) is None:
+                return module
+        except ValueError:          # sys.modules[module] is None: blocked
+            return module
+    return None
 
 
 def landmarks(pose, rgb):
@@ -226,7 +241,13 @@ def parse_args(argv=None):
                         "samples from a minute of video)")
     p.add_argument("--min-detection-confidence", type=float, default=0.5, metavar="C",
                    help="MediaPipe's person detection threshold (default: 0.5)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="worker processes, each with its own MediaPipe, each taking whole videos (images in "
+                        "batches); 1 extracts in this process (default: every core this process may use, at most "
+                        "one per video or batch)")
     args = p.parse_args(argv)
+    if args.jobs is not None and args.jobs < 1:
+        p.error("--jobs must be 1 or more")
     if not (math.isfinite(args.fps) and args.fps >= 0):
         p.error("--fps must be 0 (every frame) or a positive number")
     if not 0 <= args.min_detection_confidence <= 1:
@@ -260,9 +281,13 @@ def remove_from_other_class(folder, sources, source, clips):
     video re-extracted with the other --label moves there. How many went."""
     source = os.path.abspath(source)
     names = [n for n, src in sources.items() if src == source or n.rsplit("_", 1)[0] in clips]
-    for name in names:
-        os.remove(os.path.join(folder, name))
-        del sources[name]
+    try:
+        for name in names:
+            os.remove(os.path.join(folder, name))
+            del sources[name]
+    except OSError as e:
+        raise InputError(f"{folder}: cannot remove the earlier samples of {source} there "
+                         f"({e.strerror or e.__class__.__name__})")
     return len(names)
 
 
@@ -277,15 +302,130 @@ def report(path, kind, n, sampled, hidden, clip, elapsed, moved, other):
         print(f"{path}: removed its {moved} earlier sample(s) from {other} (extracted before with the other --label)")
 
 
-def main(argv=None):
-    args = parse_args(argv)
+# ----------------------------------------------------------------------------- workers
+def default_jobs(n_tasks):
+    """Every core this process may use (os.sched_getaffinity where it exists), at most one
+    worker per task."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, n_tasks))
+
+
+def make_tasks(inputs, jobs):
+    """Work for the workers, in input order: each video a task of its own (its frames stay in
+    order in one worker, so MediaPipe's tracking works as with one job), the images in up to
+    `jobs` batches of consecutive ones. A task is a list of (input index, path)."""
+    videos = [[(i, p)] for i, p in enumerate(inputs) if kind_of(p) != "image"]
+    images = [(i, p) for i, p in enumerate(inputs) if kind_of(p) == "image"]
+    size = max(1, math.ceil(len(images) / jobs))
+    return sorted(videos + [images[k:k + size] for k in range(0, len(images), size)], key=lambda t: t[0][0])
+
+
+def worker(slot, tasks, results, args):
+    """A worker process: its own MediaPipe, tasks from the `tasks` queue until None. Says
+    ("start", slot, index) before each input and ("done", slot, index, outcome) after it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)       # the main process stops the workers
+    from tqdm import tqdm
+    progress = lambda **kw: tqdm(disable=None, file=sys.stderr, leave=False, position=slot, **kw)
     try:
         cv2, pose_module = load_mediapipe()
     except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
+        cv2 = pose_module = e
+    for task in iter(tasks.get, None):
+        for index, path in task:
+            results.put(("start", slot, index))
+            try:
+                if isinstance(cv2, InputError):
+                    raise cv2
+                outcome = ("ok", extract_one(path, cv2, pose_module, args, progress))
+            except InputError as e:
+                outcome = ("error", str(e))
+            except Exception as e:         # MediaPipe or OpenCV failing on one input: name it, go on
+                outcome = ("error", f"{path}: extraction failed ({e.__class__.__name__}: {e})")
+            results.put(("done", slot, index, outcome))
+
+
+def serial_outcomes(inputs, args, progress):
+    """(path, outcome) of each input in order, in this process: --jobs 1."""
+    cv2, pose_module = load_mediapipe()
+    for path in inputs:
+        try:
+            yield path, ("ok", extract_one(path, cv2, pose_module, args, progress))
+        except InputError as e:
+            yield path, ("error", str(e))
+
+
+def parallel_outcomes(inputs, args, jobs):
+    """(path, outcome) of each input in input order, from `jobs` worker processes that take
+    whole tasks (make_tasks). A worker that dies (killed, out of memory) costs the input it
+    held, named as an error; its other inputs go to a new worker. Closing the generator (the
+    run ends or is interrupted) stops the workers."""
+    import multiprocessing
+    context = multiprocessing.get_context("spawn")       # no fork of a process that may hold threads
+    tasks, results = context.Queue(), context.Queue()
+    remaining = {}                                       # input index -> its task, until done
+    for task in make_tasks(inputs, jobs):
+        tasks.put(task)
+        remaining.update({index: task for index, _ in task})
+    start = lambda slot: context.Process(target=worker, args=(slot, tasks, results, args), daemon=True)
+    workers, held, done, next_index = [start(slot) for slot in range(jobs)], {}, {}, 0
+    for process in workers:
+        process.start()
+        tasks.put(None)
+    try:
+        while next_index < len(inputs):
+            while next_index in done:
+                yield inputs[next_index], done.pop(next_index)
+                next_index += 1
+            if next_index < len(inputs):
+                collect(results, held, done, remaining)
+                replace_dead(workers, held, done, remaining, tasks, start, inputs)
+    finally:
+        for process in workers:
+            process.terminate()
+        for process in workers:
+            process.join()
+
+
+def collect(results, held, done, remaining):
+    """Take what the workers said within half a second."""
+    try:
+        message = results.get(timeout=0.5)
+    except queue.Empty:
+        return
+    if message[0] == "start":
+        held[message[1]] = message[2]
+    else:
+        _, slot, index, outcome = message
+        held.pop(slot, None)
+        done[index] = outcome
+        remaining.pop(index, None)
+
+
+def replace_dead(workers, held, done, remaining, tasks, start, inputs):
+    """A worker that ended with an error code: its input is an error, the rest of its task
+    goes back to the queue, and a new worker takes its place."""
+    for slot, process in enumerate(workers):
+        if process.is_alive() or process.exitcode == 0:
+            continue
+        index = held.pop(slot, None)
+        if index is not None:
+            how = f"killed by signal {-process.exitcode}" if process.exitcode < 0 else f"exit code {process.exitcode}"
+            done[index] = ("error", f"{inputs[index]}: the worker extracting it died ({how}; out of memory?)")
+            rest = [(i, p) for i, p in remaining.pop(index) if i != index and i not in done]
+            if rest:
+                tasks.put(rest)
+        workers[slot] = start(slot)
+        workers[slot].start()
+
+
+def main(argv=None):
+    began = time.perf_counter()
+    args = parse_args(argv)
+    missing = missing_video_extra()
+    if missing:
+        print(f"error: extract.py needs MediaPipe and OpenCV ({missing} is not installed): {INSTALL_HINT}",
+              file=sys.stderr)
         return 1
-    from tqdm import tqdm
-    progress = lambda **kw: tqdm(disable=None, file=sys.stderr, leave=False, **kw)
     folder = class_dir(args.out, args.category, LABELS[args.label])
     other = class_dir(args.out, args.category, 1 - LABELS[args.label])
     try:
@@ -298,26 +438,47 @@ def main(argv=None):
     if skipped:
         print(f"Skipped {len(skipped)} file(s) in the folders given that are neither videos nor images: "
               f"{', '.join(skipped[:5])}{', ...' if len(skipped) > 5 else ''}")
-    failed, written, frames, seconds = [], {}, 0, 0.0
-    for path in inputs:
-        try:
-            samples, sampled, hidden, kind, elapsed = extract_one(path, cv2, pose_module, args, progress)
-            n = write_samples(folder, path, samples, args, sources)
-            written[samples[0][0]] = n            # the same clip again replaces its samples
-            moved = remove_from_other_class(other, other_sources, path, {samples[0][0]})
-            frames, seconds = frames + sampled, seconds + elapsed
-            report(path, kind, n, sampled, hidden, samples[0][0], elapsed, moved, other)
-        except InputError as e:
-            print(f"error: {e}", file=sys.stderr)
-            failed.append(path)
-        except KeyboardInterrupt:
-            print(f"\nInterrupted: {sum(written.values())} samples written before {path}; its own samples were "
-                  f"not changed.", file=sys.stderr)
-            return 130
-    speed = f" ({frames / seconds:.1f} frames/s through MediaPipe)" if seconds else ""
+    jobs = args.jobs or default_jobs(len(make_tasks(inputs, len(inputs) or 1)))
+    if jobs == 1:
+        from tqdm import tqdm
+        outcomes = serial_outcomes(inputs, args, lambda **kw: tqdm(disable=None, file=sys.stderr, leave=False, **kw))
+    else:
+        outcomes = parallel_outcomes(inputs, args, jobs)
+    failed, written, frames, seconds, path = [], {}, 0, 0.0, None
+    try:
+        for path, (status, result) in outcomes:
+            if status == "error":
+                print(f"error: {result}", file=sys.stderr)
+                failed.append(path)
+                continue
+            try:
+                write_one(path, result, args, folder, sources, other, other_sources, written)
+            except InputError as e:
+                print(f"error: {e}", file=sys.stderr)
+                failed.append(path)
+                continue
+            frames, seconds = frames + result[1], seconds + result[4]
+    except KeyboardInterrupt:
+        outcomes.close()
+        print(f"\nInterrupted: {sum(written.values())} samples written before {path}; its own samples and "
+              f"those of the inputs after it were not changed.", file=sys.stderr)
+        return 130
+    wall = time.perf_counter() - began
+    speed = (f" ({frames} frames in {wall:.1f} s: {frames / wall:.1f} frames/s over the whole run with {jobs} "
+             f"job(s), startup included; {frames / seconds:.1f} frames/s per job through MediaPipe)" if seconds else "")
     print(f"Wrote {sum(written.values())} samples to {folder}{speed}"
           + (f"; {len(failed)} input(s) failed" if failed else ""))
     return 1 if failed else 0
+
+
+def write_one(path, result, args, folder, sources, other, other_sources, written):
+    """Write one input's samples (swapped in for its earlier ones), move its samples out of the
+    other class's folder, and report it; raises InputError when the folder cannot be written."""
+    samples, sampled, hidden, kind, elapsed = result
+    n = write_samples(folder, path, samples, args, sources)
+    moved = remove_from_other_class(other, other_sources, path, {samples[0][0]})
+    written[samples[0][0]] = n            # the same clip again replaces its samples
+    report(path, kind, n, sampled, hidden, samples[0][0], elapsed, moved, other)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import importlib.util
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -336,3 +337,105 @@ def test_values_that_would_give_wrong_samples_are_refused(bad, capsys):
     with pytest.raises(SystemExit) as e:
         extract.parse_args([FRAME, "--out", "d", "--category", "pose", "--label", "correct", *bad])
     assert e.value.code == 2 and capsys.readouterr().err.count("error:") == 1
+
+
+# ----------------------------------------------------------------------------- --jobs (issue 23)
+def test_videos_are_tasks_of_their_own_and_images_come_in_batches():
+    inputs = ["a.mp4", "p1.jpg", "p2.png", "b.mov", "p3.jpg", "p4.jpg", "p5.jpg"]
+    tasks = extract.make_tasks(inputs, jobs=2)
+    assert tasks == [[(0, "a.mp4")], [(1, "p1.jpg"), (2, "p2.png"), (4, "p3.jpg")], [(3, "b.mov")],
+                     [(5, "p4.jpg"), (6, "p5.jpg")]]
+    assert sorted(i for task in tasks for i, _ in task) == list(range(len(inputs)))
+    assert extract.default_jobs(1) == 1 and 1 <= extract.default_jobs(100) <= (os.cpu_count() or 1)
+
+
+def copies_of_the_clip(folder, n):
+    folder.mkdir(exist_ok=True)
+    for i in range(n):
+        (folder / f"copy{i}.mp4").write_bytes(open(CLIP, "rb").read())
+    return sorted(str(p) for p in folder.iterdir())
+
+
+@needs_video
+def test_jobs_1_and_jobs_2_write_byte_identical_samples(tmp_path, extracted):
+    import cv2
+    mirrored = tmp_path / "mirrored.mp4"
+    write_video(mirrored, [cv2.flip(frame, 1) for frame in fixture_frames()])
+    inputs = [CLIP, FRAME, mirrored, *copies_of_the_clip(tmp_path / "more", 2)]
+    for jobs in ("1", "2"):
+        code, out, err = run(*inputs, "--out", tmp_path / jobs, "--category", "pose", "--label", "correct",
+                             "--fps", "0", "--jobs", jobs)
+        assert code == 0 and f"with {jobs} job(s)" in out, err
+    folder = os.path.join("pose", "correct pose")
+    one, two = sorted(os.listdir(tmp_path / "1" / folder)), sorted(os.listdir(tmp_path / "2" / folder))
+    assert one == two and len(one) == 30 * 4 + 1
+    for name in one:
+        assert (tmp_path / "1" / folder / name).read_bytes() == (tmp_path / "2" / folder / name).read_bytes(), name
+
+
+@needs_video
+def test_with_workers_a_bad_input_is_named_and_the_others_are_extracted(tmp_path):
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(os.urandom(5000))
+    code, out, err = run(CLIP, corrupt, FRAME, "--out", tmp_path / "d", "--category", "pose", "--label", "correct",
+                         "--fps", "10", "--jobs", "2")
+    assert code == 1 and "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert line.startswith(f"error: {corrupt}: ") and "1 input(s) failed" in out
+    assert len(os.listdir(tmp_path / "d" / "pose" / "correct pose")) == 10 + 1
+
+
+def children(pid):
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found += [int(c) for c in f.read().split()]
+    return found
+
+
+def workers_of(pid):
+    def cmdline(p):
+        try:
+            return open(f"/proc/{p}/cmdline", "rb").read()
+        except OSError:
+            return b""
+    return [p for p in children(pid) if b"spawn_main" in cmdline(p)]
+
+
+def start_extraction(tmp_path, n):
+    inputs = copies_of_the_clip(tmp_path / "videos", n)
+    command = [sys.executable, "-u", os.path.join(ROOT, "MediaPipe_Dataset", "extract.py"), *inputs, "--out",
+               str(tmp_path / "d"), "--category", "pose", "--label", "correct", "--fps", "0", "--jobs", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = process.stdout.readline()          # the first video is written; the workers hold the next ones
+    assert " samples from " in first, process.stderr.read()
+    return process, first
+
+
+@needs_video
+def test_ctrl_c_stops_the_workers_and_leaves_no_partial_files(tmp_path):
+    process, _ = start_extraction(tmp_path, 5)
+    workers = workers_of(process.pid)
+    assert len(workers) == 2
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err and "Interrupted: " in err
+    assert not [p for p in workers if os.path.exists(f"/proc/{p}") and b"spawn_main" in open(f"/proc/{p}/cmdline", "rb").read()]
+    names = os.listdir(tmp_path / "d" / "pose" / "correct pose")
+    clips = {}
+    for name in names:
+        clips[name.rsplit("_", 1)[0]] = clips.get(name.rsplit("_", 1)[0], 0) + 1
+    assert not [n for n in names if n.startswith(".")] and set(clips.values()) == {30}     # whole videos only
+
+
+@needs_video
+def test_a_worker_that_dies_costs_only_the_video_it_held(tmp_path):
+    process, first = start_extraction(tmp_path, 5)
+    for pid in workers_of(process.pid):
+        os.kill(pid, signal.SIGKILL)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1 and "Traceback" not in err
+    died = [ln for ln in err.splitlines() if "the worker extracting it died (killed by signal 9" in ln]
+    written = [ln for ln in (first + out).splitlines() if " samples from " in ln]
+    assert 1 <= len(died) <= 2 and len(died) + len(written) == 5
+    assert f"; {len(died)} input(s) failed" in out
