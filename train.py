@@ -637,10 +637,11 @@ def validate(model, ds, val_idx, args):
                       clip_true, clip_pred, removed)
 
 
-SETTINGS = ("epochs", "lr", "schedule", "batch_size", "val_split", "augment", "drop_joints", "min_visibility", "seed")
+SETTINGS = ("epochs", "lr", "schedule", "batch_size", "val_split", "augment", "drop_joints", "min_visibility", "seed",
+            "group_by")
 
 
-def training_record(ds, args, model, v, best, warning):
+def training_record(ds, args, model, v, best, grouping):
     """models/<category>.json: the model's configuration, which samples were held out, the
     figures and the settings."""
     return {
@@ -649,13 +650,14 @@ def training_record(ds, args, model, v, best, warning):
         "val_samples": [ds.files[i] for i in v.val_idx],
         "val_sample_sha1": [sample_digest(x) for x in ds.X[v.val_idx]],
         "val_accuracy": round(v.accuracy, 6), "val_clip_accuracy": round(v.clip_accuracy, 6),
-        "n_val_clips": len(v.clip_true), "best_epoch": best, "split_warning": warning,
+        "n_val_clips": len(v.clip_true), "best_epoch": best, "split_warning": grouping.warning,
+        "grouping": grouping.name, "n_subjects": grouping.n_subjects,
         "settings": {name: getattr(args, name) for name in SETTINGS},
         "versions": {"torch": torch.__version__, "numpy": np.__version__},
     }
 
 
-def onnx_metadata(ds, args, model, warning):
+def onnx_metadata(ds, args, model, grouping):
     """What deployment needs, in the ONNX file's metadata."""
     metadata = {
         "category": ds.category, "class_names": CLASS_NAMES, "keypoint_layout": KEYPOINT_NAMES,
@@ -663,34 +665,34 @@ def onnx_metadata(ds, args, model, warning):
         "missing_points": "NaN (x and y); a row with no shoulder and no hip gives [0.5, 0.5]",
         "min_visibility": f"{args.min_visibility:g}", "model_config": model.config,
     }
-    if warning:
-        metadata["split_warning"] = warning
+    if grouping.warning:
+        metadata["split_warning"] = grouping.warning
     return metadata
 
 
 def train_category(ds, args):
     """Split, train, measure, export and report one category; returns its figures for --json."""
-    train_idx, val_idx, warning = split(ds, args.val_split, args.seed)
-    print_plan(ds, args, len(train_idx), len(val_idx), auto_batch_size(len(train_idx), args.batch_size), warning)
+    train_idx, val_idx, grouping = split(ds, args.val_split, args.seed, args.group_by)
+    print_plan(ds, args, len(train_idx), len(val_idx), auto_batch_size(len(train_idx), args.batch_size), grouping)
     start = time.perf_counter()
     model, history, best = fit(ds.X[train_idx], ds.y[train_idx], ds.X[val_idx], ds.y[val_idx], args, log=log)
     seconds = time.perf_counter() - start
     v = validate(model, ds, val_idx, args)
     print_validation(ds, args, v, best)
-    written = write_models(model.cpu(), ds.category, args.models_dir, onnx_metadata(ds, args, model, warning),
-                           training_record(ds, args, model, v, best, warning), ds.X[val_idx])
+    written = write_models(model.cpu(), ds.category, args.models_dir, onnx_metadata(ds, args, model, grouping),
+                           training_record(ds, args, model, v, best, grouping), ds.X[val_idx])
     model.to(args.device)
     print_files(written)
-    return run_json(len(train_idx), v, best, seconds, written["nodes"], warning)
+    return run_json(len(train_idx), v, best, seconds, written["nodes"], grouping)
 
 
-def run_json(n_train, v, best, seconds, nodes, warning):
+def run_json(n_train, v, best, seconds, nodes, grouping):
     """A normal run's figures of one category, for --json."""
     return {"n_train": n_train, "n_val": len(v.val_idx), "val_accuracy": round(v.accuracy, 6),
             "val_clip_accuracy": round(v.clip_accuracy, 6), "n_val_clips": len(v.clip_true),
             "best_epoch": best, "train_seconds": round(seconds, 3), "onnx_nodes": nodes,
             "val_accuracy_points_removed": {str(k): round(a, 6) for k, a in v.removed.items()},
-            "warning": warning}
+            "warning": grouping.warning, "grouping": grouping.name, "n_subjects": grouping.n_subjects}
 
 
 def log(text):
@@ -700,15 +702,15 @@ def log(text):
 
 # ----------------------------------------------------------------------------- cross-validation
 def cross_validate(ds, args):
-    """({model name: Scores} on identical folds, the folds, warning or None, seconds): frame
+    """({model name: Scores} on identical folds, the folds, their Grouping, seconds): frame
     accuracy and macro F1 per fold, out-of-fold probabilities for the verdicts per recording,
     time spent fitting and predicting, and accuracy with random points removed. A model that
     cannot be fitted or used on a fold (a peer on too few samples) keeps the reason and is left out
     of the later folds; the others go on."""
     from sklearn.base import clone
-    fold_list, warning = cv_folds(ds, args.cv, args.seed)
-    if warning:
-        print(f"warning: {ds.root}: {warning}", file=sys.stderr)
+    fold_list, grouping = cv_folds(ds, args.cv, args.seed, args.group_by)
+    if grouping.warning:
+        print(f"warning: {ds.root}: {grouping.warning}", file=sys.stderr)
     models = compared_models(args)
     scores = {name: Scores() for name in models}
     start = time.perf_counter()
@@ -724,14 +726,14 @@ def cross_validate(ds, args):
                 scores[name].add_fold(fitted, ds, train, test, args.seed * 1000 + fold, began)
             except ValueError as e:    # e.g. KNeighbors with fewer training samples than neighbours
                 scores[name].error = f"fold {fold + 1}: {str(e).splitlines()[0][:160]}"
-    return scores, fold_list, warning, time.perf_counter() - start
+    return scores, fold_list, grouping, time.perf_counter() - start
 
 
 def cv_category(ds, args):
     """Cross-validate one category, print the tables; returns its figures for --json."""
-    scores, fold_list, warning, seconds = cross_validate(ds, args)
-    print_cv(ds, args, scores, fold_list, warning, seconds)
-    return evaluation.scores_json(scores, ds)
+    scores, fold_list, grouping, seconds = cross_validate(ds, args)
+    print_cv(ds, args, scores, fold_list, grouping, seconds)
+    return evaluation.scores_json(scores, ds, grouping)
 
 
 # ----------------------------------------------------------------------------- main
@@ -764,6 +766,9 @@ def parse_args(argv=None):
                         f"{MIN_AUTO_BATCH * MAX_STEPS_PER_EPOCH:,} training samples so that an epoch stays "
                         f"{MAX_STEPS_PER_EPOCH} batches, up to {MAX_AUTO_BATCH} (default: auto)")
     p.add_argument("--val-split", type=float, default=0.2, help="validation fraction (default: 0.2)")
+    p.add_argument("--group-by", choices=["auto", "subject", "clip", "none"], default="auto",
+                   help="what the validation split and --cv folds keep whole: people (the samples' `subject`), "
+                        "recordings (`clip`) or nothing; auto: the coarsest the data has (default: auto)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="mirror (left/right swapped), rotate, stretch and jitter training batches (default: on)")
     p.add_argument("--drop-joints", type=float, default=0.25, metavar="P",

@@ -15,26 +15,78 @@ from MediaPipe_Dataset.samples import CLASS_NAMES, NUM_POINTS, TORSO, DataError,
 # ----------------------------------------------------------------------------- splits
 FRAME_SPLIT_WARNING = ("validation frames come from the training recordings (a class has too few clips to keep "
                        "clips whole), so the accuracy shown is optimistic")
+SUBJECT_FALLBACK_WARNING = ("too few subjects ({n}) to keep each person on one side{where}; {instead} kept whole "
+                            "instead, so one person may be on both sides and the figures flatter the model for "
+                            "people it has not seen")
+GROUPINGS = ("subject", "clip", "none")     # coarsest first
 
 
-def require_groups(dataset, needed, purpose, by_clip):
-    """Raise DataError unless each class has `needed` clips (by_clip) or samples."""
+@dataclasses.dataclass
+class Grouping:
+    """What a split kept whole: `name` is subject, clip or none; groups (N,) the group of each
+    sample; warning, a sentence when the split had to take a finer grouping than asked."""
+    name: str
+    groups: np.ndarray
+    warning: str = None
+    n_subjects: int = 0
+
+    def words(self):
+        """How the split treated recordings and people, for the reports."""
+        if self.name == "subject":
+            return f"subjects kept whole, {self.n_subjects} subjects"
+        if self.name == "clip":
+            return "clips kept whole"
+        return "frames, clips split" if self.warning else "stratified"
+
+
+def groups_of(dataset, name):
+    """Each sample's group under a grouping: its subject (a sample without one: its
+    recording), its recording (Dataset.groups), or itself."""
+    if name == "subject":
+        return np.array([g if s is None else f"subject:{s}" for s, g in zip(dataset.subjects, dataset.groups)])
+    return dataset.groups if name == "clip" else np.array([f"sample:{i}" for i in range(len(dataset.y))])
+
+
+def enough_groups(y, groups, k):
+    """Whether each class is in at least k groups."""
+    return all(len(set(groups[y == label])) >= k for label in (0, 1))
+
+
+def choose_grouping(dataset, k, group_by="auto"):
+    """The coarsest grouping the data has (subject, then clip, then none), or the one asked
+    for, under which each class is in at least k groups; a finer one with a warning when
+    that is not so. Raises DataError for a grouping the data does not have."""
+    has = {"subject": dataset.has_subjects, "clip": dataset.has_clips, "none": True}
+    if group_by != "auto" and not has[group_by]:
+        raise DataError(f"{dataset.root}: --group-by {group_by}, but no sample has a `{group_by}` field")
+    start = GROUPINGS.index(group_by) if group_by != "auto" else min(i for i, g in enumerate(GROUPINGS) if has[g])
+    n_subjects = len({s for s in dataset.subjects if s is not None})
+    warning = None
+    for name in GROUPINGS[start:]:
+        groups = groups_of(dataset, name)
+        if name == "none" or (has[name] and enough_groups(dataset.y, groups, k)):
+            break
+        if name == "subject":
+            warning = SUBJECT_FALLBACK_WARNING.format(n=n_subjects, where=f" in {k} folds" if k > 2 else "",
+                                                      instead="clips" if dataset.has_clips else "single frames")
+    if name == "none" and dataset.has_clips and group_by != "none":
+        warning = FRAME_SPLIT_WARNING
+    return Grouping(name, groups, warning, n_subjects if name == "subject" else 0)
+
+
+def require_groups(dataset, needed, purpose, grouping):
+    """Raise DataError unless each class is in `needed` groups of the grouping (samples, for none)."""
     for label in (0, 1):
-        of_class = dataset.y == label
-        n_groups = len(set(dataset.groups[of_class])) if by_clip else int(of_class.sum())
+        n_groups = len(set(grouping.groups[dataset.y == label]))
         if n_groups < needed:
-            raise DataError(f"{dataset.root}: only {n_groups} {'clips' if by_clip else 'samples'} of class "
+            unit = {"subject": "subjects", "clip": "clips", "none": "samples"}[grouping.name]
+            raise DataError(f"{dataset.root}: only {n_groups} {unit} of class "
                             f"{CLASS_NAMES[label]}, too few {purpose} (need at least {needed})")
-
-
-def keeps_clips_whole(dataset, k):
-    """Whether a k-fold split can keep clips whole: samples have clips and each class has k."""
-    return dataset.has_clips and all(len(set(dataset.groups[dataset.y == label])) >= k for label in (0, 1))
 
 
 def fold_plan(fraction, n_groups):
     """(k, m): validation = m of k group folds, with m / k closest to fraction (fewest folds
-    on a tie), k at most the number of clips and 20: 0.2 -> 1 of 5, 0.4 -> 2 of 5."""
+    on a tie), k at most the number of groups and 20: 0.2 -> 1 of 5, 0.4 -> 2 of 5."""
     options = [(abs(m / k - fraction), k, m) for k in range(2, min(n_groups, 20) + 1) for m in range(1, k)]
     return min(options)[1:]
 
@@ -71,56 +123,88 @@ def class_split(y, groups, fraction, seed):
     return np.setdiff1d(np.arange(len(y)), val), val
 
 
-def folds(dataset, k, seed, by_clip):
-    """k stratified (train, test) folds of the dataset's samples, each clip inside one fold
-    when by_clip (StratifiedGroupKFold), single frames otherwise (StratifiedKFold). When
-    StratifiedGroupKFold leaves a class out of a fold (few clips), class_folds instead."""
+def subject_folds(y, groups, k, seed):
+    """k StratifiedGroupKFold folds over people (a subject may have both classes), or None when
+    no shuffle (seed, seed + 1, ... seed + 19) puts each class on both sides of every fold."""
+    from sklearn.model_selection import StratifiedGroupKFold
+    for attempt in range(20):
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed + attempt)
+        found = list(splitter.split(np.zeros(len(y)), y, groups))
+        if both_sides(y, found):
+            return found
+    return None
+
+
+def folds(dataset, k, seed, grouping):
+    """k stratified (train, test) folds of the dataset's samples, each group of the grouping
+    inside one fold: StratifiedGroupKFold over clips (class_folds when it leaves a class out
+    of a fold) or subjects (subject_folds), StratifiedKFold over single frames."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-    if not by_clip:
+    if grouping.name == "none":
         return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(dataset.X, dataset.y))
+    if grouping.name == "subject":
+        return subject_folds(dataset.y, grouping.groups, k, seed)
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    found = list(splitter.split(dataset.X, dataset.y, dataset.groups))
-    return found if both_sides(dataset.y, found) else class_folds(dataset.y, dataset.groups, k, seed)
+    found = list(splitter.split(dataset.X, dataset.y, grouping.groups))
+    return found if both_sides(dataset.y, found) else class_folds(dataset.y, grouping.groups, k, seed)
 
 
-def split(dataset, val_split, seed):
-    """(train, validation indices, warning or None): stratified; whole clips on one side when
-    samples have clips (m of k folds). When a class has too few clips for that (one video
-    of each class, say), frames are split instead, with a warning that validation is
-    optimistic. Each class is on both sides whenever it has two clips (or two frames):
-    when the folds or StratifiedShuffleSplit cannot manage that, class_split does."""
+def with_subject_fallback(dataset, k, grouping, make):
+    """make(grouping) -> folds or None; when subjects cannot be split with each class on both
+    sides, the same with clips, and a warning saying so."""
+    found = make(grouping)
+    if found is None and grouping.name == "subject":
+        finer = choose_grouping(dataset, k, "clip" if dataset.has_clips else "none")
+        warning = SUBJECT_FALLBACK_WARNING.format(n=grouping.n_subjects, where="", instead="clips")
+        grouping = Grouping(finer.name, finer.groups, warning if finer.name == "clip" else finer.warning)
+        found = make(grouping)
+    return found, grouping
+
+
+def split(dataset, val_split, seed, group_by="auto"):
+    """(train, validation indices, Grouping): stratified, with whole groups (people, clips or
+    single frames; choose_grouping) on one side, m of k folds. Each class is on both sides
+    whenever it is in two groups: when the folds or StratifiedShuffleSplit cannot manage
+    that, class_split does (clips, frames), or the clips do (people)."""
     from sklearn.model_selection import StratifiedShuffleSplit
-    by_clip = keeps_clips_whole(dataset, 2)
-    require_groups(dataset, 2, "to split into training and validation", by_clip)
-    groups = dataset.groups if by_clip else np.arange(len(dataset.y))
-    try:
-        if by_clip:
-            k, m = fold_plan(val_split, len(set(dataset.groups)))
-            val = np.sort(np.concatenate([test for _, test in folds(dataset, k, seed, by_clip)[:m]]))
-            train = np.setdiff1d(np.arange(len(dataset.y)), val)
+    grouping = choose_grouping(dataset, 2, group_by)
+    require_groups(dataset, 2, "to split into training and validation", grouping)
+
+    def make(grouping):
+        if grouping.name == "none":
+            try:
+                splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_split, random_state=seed)
+                train, val = next(splitter.split(dataset.X, dataset.y))
+            except ValueError:           # fewer validation samples than classes
+                train = val = np.array([], dtype=int)
         else:
-            splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_split, random_state=seed)
-            train, val = next(splitter.split(dataset.X, dataset.y))
-    except ValueError:           # StratifiedShuffleSplit: fewer validation samples than classes
-        train = val = np.array([], dtype=int)
-    if not both_sides(dataset.y, [(train, val)]):
-        train, val = class_split(dataset.y, groups, val_split, seed)
-    return train, val, FRAME_SPLIT_WARNING if dataset.has_clips and not by_clip else None
+            k, m = fold_plan(val_split, len(set(grouping.groups)))
+            try:
+                found = folds(dataset, k, seed, grouping)
+            except ValueError:           # class_folds: a class in fewer than k groups
+                found = [(np.array([], dtype=int),) * 2]
+            if found is None:
+                return None
+            val = np.sort(np.concatenate([test for _, test in found[:m]]))
+            train = np.setdiff1d(np.arange(len(dataset.y)), val)
+        if not both_sides(dataset.y, [(train, val)]):
+            if grouping.name == "subject":
+                return None
+            train, val = class_split(dataset.y, grouping.groups, val_split, seed)
+        return train, val
+    (train, val), grouping = with_subject_fallback(dataset, 2, grouping, make)
+    return train, val, grouping
 
 
-def cv_folds(dataset, k, seed):
-    """(k folds for --cv, warning or None): clips kept whole when each class has k of them,
-    frames otherwise, with a warning when samples had clips."""
-    by_clip = keeps_clips_whole(dataset, k)
-    require_groups(dataset, k, f"for {k}-fold cross-validation", by_clip)
-    warning = FRAME_SPLIT_WARNING.replace("validation frames", "test frames") if dataset.has_clips else None
-    return folds(dataset, k, seed, by_clip), None if by_clip else warning
-
-
-def grouping_words(dataset, warning):
-    """How a split treated recordings, for the reports."""
-    return ("clips kept whole" if dataset.has_clips and not warning else
-            "frames, clips split" if warning else "stratified")
+def cv_folds(dataset, k, seed, group_by="auto"):
+    """(k folds for --cv, Grouping): people or clips kept whole when each class is in k of
+    them, then finer groupings, with a warning when it had to go finer than the data has."""
+    grouping = choose_grouping(dataset, k, group_by)
+    require_groups(dataset, k, f"for {k}-fold cross-validation", grouping)
+    found, grouping = with_subject_fallback(dataset, k, grouping, lambda g: folds(dataset, k, seed, g))
+    if grouping.warning == FRAME_SPLIT_WARNING:
+        grouping.warning = FRAME_SPLIT_WARNING.replace("validation frames", "test frames")
+    return found, grouping
 
 
 # ----------------------------------------------------------------------------- robustness
@@ -262,13 +346,14 @@ class Scores:
         return {k: float(np.mean([r[k] for r in self.removed])) for k in REMOVED_POINTS}
 
 
-def scores_json(scores, ds):
-    """{model name: Scores} -> the --cv figures of each model, for --json; a model that could
-    not be fitted has its `error` and null figures."""
+def scores_json(scores, ds, grouping):
+    """{model name: Scores} -> the --cv figures of each model, for --json, with the grouping of
+    the folds; a model that could not be fitted has its `error` and null figures."""
     result = {}
     for name, s in scores.items():
         if s.error:
-            result[name] = {"error": s.error, "mean": None, "clip_mean": None, "n_clips": None}
+            result[name] = {"error": s.error, "mean": None, "clip_mean": None, "n_clips": None,
+                            "grouping": grouping.name, "n_subjects": grouping.n_subjects}
             continue
         n_clips, right = s.clip_figures(ds)
         result[name] = {"mean": round(float(np.mean(s.accuracy)), 6), "std": round(float(np.std(s.accuracy)), 6),
@@ -277,5 +362,6 @@ def scores_json(scores, ds):
                         "clip_mean": round(right / n_clips, 6), "n_clips": n_clips,
                         "clip_verdict": "majority vote" if s.voted else "mean probability",
                         "seconds": round(s.seconds, 3), "fitted_on_subsample": s.subsample,
-                        "points_removed": {str(k): round(v, 6) for k, v in s.mean_removed().items()}}
+                        "points_removed": {str(k): round(v, 6) for k, v in s.mean_removed().items()},
+                        "grouping": grouping.name, "n_subjects": grouping.n_subjects}
     return result

@@ -208,6 +208,8 @@ def write_samples(folder, source, samples, args, sources):
             name = f"{clip}_{index:06d}.json"
             sample = {"keypoints": marks, "label": LABELS[args.label], "category": args.category,
                       "timestamp": seconds, "clip": clip, "source": source, "frame": index}
+            if args.subject is not None:
+                sample["subject"] = args.subject
             with open(os.path.join(staging, name), "w") as f:
                 json.dump(sample, f)
             names.add(name)
@@ -241,6 +243,9 @@ def parse_args(argv=None):
                         "samples from a minute of video)")
     p.add_argument("--min-detection-confidence", type=float, default=0.5, metavar="C",
                    help="MediaPipe's person detection threshold (default: 0.5)")
+    p.add_argument("--subject", metavar="ID",
+                   help="the person in these inputs (any id: a name, a number, a session), written as the samples' "
+                        "`subject`, so that train.py keeps each person on one side of its splits (default: none)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="worker processes, each with its own MediaPipe, each taking whole videos (images in "
                         "batches); 1 extracts in this process (default: every core this process may use, at most "
@@ -248,6 +253,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
         p.error("--jobs must be 1 or more")
+    if args.subject is not None and not args.subject.strip():
+        p.error("--subject needs a non-empty id")
     if not (math.isfinite(args.fps) and args.fps >= 0):
         p.error("--fps must be 0 (every frame) or a positive number")
     if not 0 <= args.min_detection_confidence <= 1:

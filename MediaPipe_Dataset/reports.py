@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from MediaPipe_Dataset import evaluation
-from MediaPipe_Dataset.evaluation import REMOVAL_DRAWS, REMOVAL_MAX_FRAMES, REMOVED_POINTS, grouping_words
+from MediaPipe_Dataset.evaluation import REMOVAL_DRAWS, REMOVAL_MAX_FRAMES, REMOVED_POINTS
 from MediaPipe_Dataset.samples import CLASS_NAMES, DataError
 
 
@@ -22,6 +22,8 @@ def print_statistics(datasets):
         print(f"  - Total samples: {len(ds.y)}")
         if ds.has_clips:
             print(f"  - Clips (recordings): {len(set(ds.groups))}")
+        if ds.has_subjects:
+            print(f"  - Subjects (people): {len({s for s in ds.subjects if s is not None})}")
         n_missing, counts = ds.missing()
         if n_missing:
             often = ", ".join(f"{name} {n}" for name, n in list(counts.items())[:6])
@@ -48,16 +50,16 @@ def report_problems(ds, strict):
               f"(listed above; --strict makes this an error)", file=sys.stderr)
 
 
-def print_plan(ds, args, n_train, n_val, batch_size, warning):
+def print_plan(ds, args, n_train, n_val, batch_size, grouping):
     print(f"Training {ds.category.upper()} Classification Model")
     print("=" * 60)
-    where = "frames, clips split: see the warning" if warning else grouping_words(ds, warning)
+    where = "frames, clips split: see the warning" if grouping.name == "none" and grouping.warning else grouping.words()
     print(f"Split: {n_train} training, {n_val} validation samples ({where}; "
           f"{100 * n_val / len(ds.y):.0f}% for --val-split {args.val_split:g}); device {args.device}")
     print(f"Batches of {batch_size}" + ("" if args.batch_size else " (--batch-size auto)") +
           f", {math.ceil(n_train / batch_size)} per epoch, {args.epochs} epochs")
-    if warning:
-        print(f"warning: {ds.root}: {warning}", file=sys.stderr)
+    if grouping.warning:
+        print(f"warning: {ds.root}: {grouping.warning}", file=sys.stderr)
 
 
 def print_confusion(cm, title):
@@ -99,9 +101,9 @@ def print_files(written):
     print()
 
 
-def print_cv(ds, args, scores, fold_list, warning, seconds):
+def print_cv(ds, args, scores, fold_list, grouping, seconds):
     """The --cv tables of one category: accuracy per model, then accuracy with points removed."""
-    print(f"Cross-validation: {ds.category.upper()} ({args.cv} folds, {grouping_words(ds, warning)}, "
+    print(f"Cross-validation: {ds.category.upper()} ({args.cv} folds, {grouping.words()}, "
           f"{len(ds.y)} samples, {seconds:.1f} s)")
     print("=" * 60)
     fitted = {name: s for name, s in scores.items() if not s.error}
@@ -127,7 +129,8 @@ def print_cv(ds, args, scores, fold_list, warning, seconds):
         print(f"Per recording: the class with the highest mean probability over a clip's frames, over all "
               f"{fitted[best].clip_figures(ds)[0]} test {unit} of all folds"
               + ("" if ds.has_clips else " (no clips: each sample is its own clip)")
-              + (" (a clip split over folds: all its frames, each from the fold that tested it)" if warning else "")
+              + (" (a clip split over folds: all its frames, each from the fold that tested it)"
+                 if grouping.name == "none" and ds.has_clips else "")
               + ("; v: no probabilities, so a majority vote of frame predictions"
                  if any(s.voted for s in fitted.values()) else "") + ".")
     print_robustness(fitted, fold_list)

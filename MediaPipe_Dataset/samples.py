@@ -135,7 +135,7 @@ def parse_keypoints(raw, visibility=None, min_visibility=MIN_VISIBILITY):
     return xy.reshape(-1)
 
 
-RECORDING_FIELDS = ("clip", "source")      # what a sample may say about the recording it comes from
+RECORDING_FIELDS = ("clip", "source", "subject")   # what a sample may say about its recording and person
 
 
 def load_sample(path, folder_label, min_visibility=MIN_VISIBILITY):
@@ -262,7 +262,8 @@ class Dataset:
     """The valid samples of one category, plus what was wrong with the others.
 
     X (N, 28) float32 keypoints, NaN where missing; y (N,) labels; files, relative to the
-    category folder; groups (N,) the recording of each sample (recording_groups);
+    category folder; groups (N,) the recording of each sample (recording_groups); subjects,
+    the person of each (its `subject` field) or None;
     recording_warnings, sentences about recordings that look like copies (recording_warnings).
     """
 
@@ -295,6 +296,8 @@ class Dataset:
         self.y = np.array(ys, dtype=np.int64)
         clips = [f["clip"] for f in fields]
         self.has_clips = any(c is not None for c in clips)
+        self.subjects = [f["subject"] for f in fields]          # the person of each sample, or None
+        self.has_subjects = any(s is not None for s in self.subjects)
         self.groups = recording_groups(clips, self.y, self.files)
         self.recording_warnings = recording_warnings(self, clips, [f["source"] for f in fields])
 

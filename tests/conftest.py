@@ -56,6 +56,26 @@ def build_dataset(root, categories=("stance",), clips_per_class=8, frames=3, see
     return str(root)
 
 
+def build_people(root, people=6, clips=2, frames=3, seed=0, category="stance"):
+    """Recordings of several people, each with their own proportions (size, shoulder width,
+    arm length) and place in the frame, `clips` recordings of each class per person, and
+    `subject` set; returns root."""
+    rng = np.random.default_rng(seed)
+    for person in range(people):
+        size, width, arms = rng.uniform(0.7, 1.1), rng.uniform(0.8, 1.2), rng.uniform(0.85, 1.15)
+        for label, name in ((1, "correct"), (0, "incorrect")):
+            for c in range(clips):
+                base = make_pose(rng, label == 1).reshape(14, 2)
+                base[:, 0] = 0.5 + (base[:, 0] - 0.5) * width
+                base[[3, 4, 6, 7]] = base[[2, 2, 5, 5]] + (base[[3, 4, 6, 7]] - base[[2, 2, 5, 5]]) * arms
+                base = ((base - 0.5) * size + 0.5).reshape(-1)
+                for k in range(frames):
+                    path = os.path.join(samples.class_dir(root, category, label), f"p{person}_{name}_{c}_{k}.json")
+                    write_sample(path, base + rng.normal(0, 0.002, base.shape), label, category,
+                                 clip=f"p{person}-{name}-{c}", subject=f"person-{person}")
+    return str(root)
+
+
 @pytest.fixture
 def dataset(tmp_path):
     return build_dataset(tmp_path / "data")
@@ -76,7 +96,7 @@ def assert_readme_defaults_match(script, args):
         elif stated in ("none", "all found", "the record's"):
             assert value is None, flag
         elif stated == "auto":                      # --device: resolved by parse_args; --batch-size: None
-            assert value in ("cpu", "cuda", None), flag
+            assert value in ("cpu", "cuda", None, "auto"), flag
         elif stated[0].isdigit():
             assert float(stated) == value, flag
         elif isinstance(value, str) and os.sep in value:

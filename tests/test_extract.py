@@ -439,3 +439,24 @@ def test_a_worker_that_dies_costs_only_the_video_it_held(tmp_path):
     written = [ln for ln in (first + out).splitlines() if " samples from " in ln]
     assert 1 <= len(died) <= 2 and len(died) + len(written) == 5
     assert f"; {len(died)} input(s) failed" in out
+
+
+@needs_video
+def test_subject_is_written_into_every_sample_and_train_keeps_people_whole(tmp_path):
+    out = tmp_path / "d"
+    for i, person in enumerate(("ana", "ben", "chloe")):
+        copy = tmp_path / f"{person}.mp4"
+        copy.write_bytes(open(CLIP, "rb").read())
+        for label in ("correct", "incorrect"):
+            video = tmp_path / f"{person}_{label}.mp4"
+            video.write_bytes(copy.read_bytes() + bytes(i + (label == "correct")))  # other content: other clip ids
+            code, _, err = run(video, "--out", out, "--category", "pose", "--label", label, "--fps", "5",
+                               "--subject", person, "--jobs", "1")
+            assert code == 0, err
+    ds = samples.Dataset(str(out), "pose")
+    assert sorted(set(ds.subjects)) == ["ana", "ben", "chloe"] and ds.has_subjects
+    from MediaPipe_Dataset import evaluation
+    train_rows, val_rows, grouping = evaluation.split(ds, 0.3, 0)
+    assert grouping.name == "subject" and not {ds.subjects[i] for i in train_rows} & {ds.subjects[i] for i in val_rows}
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+        extract.parse_args([FRAME, "--out", "d", "--category", "pose", "--label", "correct", "--subject", " "])

@@ -217,8 +217,8 @@ def test_upper_case_extension_byte_order_mark_and_appledouble_files(tmp_path):
 @pytest.mark.parametrize("fraction", [0.4, 0.6, 0.9])
 def test_val_split_is_honoured_with_clips(tmp_path, fraction):
     ds = samples.Dataset(build_dataset(tmp_path / "d", clips_per_class=10), "stance")
-    tr, va, warning = evaluation.split(ds, fraction, seed=0)
-    assert warning is None and not set(ds.groups[tr]) & set(ds.groups[va])
+    tr, va, grouping = evaluation.split(ds, fraction, seed=0)
+    assert grouping.warning is None and not set(ds.groups[tr]) & set(ds.groups[va])
     assert len(va) / len(ds.y) == pytest.approx(fraction, abs=0.05)
 
 

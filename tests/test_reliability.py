@@ -93,15 +93,15 @@ def test_one_two_frame_clip_per_class_trains_with_the_frame_split_warning(tmp_pa
 def test_small_counts_put_each_class_on_both_sides_with_clips_whole(tmp_path, clips):
     ds = samples.Dataset(build_dataset(tmp_path / "d", clips_per_class=clips, frames=3), "stance")
     for seed in range(10):
-        train_rows, val_rows, warning = evaluation.split(ds, 0.2, seed)
-        assert warning is None and evaluation.both_sides(ds.y, [(train_rows, val_rows)]), seed
+        train_rows, val_rows, grouping = evaluation.split(ds, 0.2, seed)
+        assert grouping.warning is None and evaluation.both_sides(ds.y, [(train_rows, val_rows)]), seed
         assert not set(ds.groups[train_rows]) & set(ds.groups[val_rows])
         for k in (2, 5):
-            folds, warning = evaluation.cv_folds(ds, k, seed)
+            folds, grouping = evaluation.cv_folds(ds, k, seed)
             assert evaluation.both_sides(ds.y, folds) and len(folds) == k, (k, seed)
             assert sorted(np.concatenate([test for _, test in folds])) == list(range(len(ds.y)))
             whole = all(not set(ds.groups[a]) & set(ds.groups[b]) for a, b in folds)
-            assert whole == (clips >= k) and (warning is None) == (clips >= k), (k, seed)
+            assert whole == (clips >= k) and (grouping.warning is None) == (clips >= k), (k, seed)
 
 
 def test_two_videos_per_class_train_and_cross_validate(tmp_path):

@@ -276,12 +276,12 @@ def test_batches_cover_every_sample_once_and_never_leave_one_alone(n):
 
 def test_split_keeps_clips_whole_and_is_stratified(tmp_path):
     ds = samples.Dataset(build_dataset(tmp_path / "d", clips_per_class=10), "stance")
-    tr, va, warning = evaluation.split(ds, 0.2, seed=0)
-    assert warning is None and not set(ds.groups[tr]) & set(ds.groups[va])
+    tr, va, grouping = evaluation.split(ds, 0.2, seed=0)
+    assert grouping.name == "clip" and grouping.warning is None and not set(ds.groups[tr]) & set(ds.groups[va])
     assert set(ds.y[va]) == {0, 1} and len(va) / len(ds.y) == pytest.approx(0.2, abs=0.05)
     ds2 = samples.Dataset(build_dataset(tmp_path / "e", with_clips=False), "stance")
-    tr, va, warning = evaluation.split(ds2, 0.25, seed=0)
-    assert warning is None
+    tr, va, grouping = evaluation.split(ds2, 0.25, seed=0)
+    assert grouping.name == "none" and grouping.warning is None
     assert not ds2.has_clips and len(va) == 12 and (ds2.y[va] == 1).sum() == 6
 
 
@@ -315,7 +315,8 @@ def test_end_to_end_output_files_and_json(trained):
     for category in ("stance", "execution"):
         r = trained["report"][category]
         assert set(r) == {"n_train", "n_val", "val_accuracy", "best_epoch", "train_seconds", "onnx_nodes",
-                          "val_accuracy_points_removed", "val_clip_accuracy", "n_val_clips", "warning"}
+                          "val_accuracy_points_removed", "val_clip_accuracy", "n_val_clips", "warning",
+                          "grouping", "n_subjects"}
         assert r["warning"] is None and 0 <= r["val_clip_accuracy"] <= 1
         assert r["onnx_nodes"] == train.onnx_nodes(str(trained["models"] / f"{category}.onnx")) <= 60
         assert r["n_val_clips"] == r["n_val"] // 3       # 3 frames per clip, clips kept whole
@@ -454,14 +455,14 @@ def test_help_states_every_default():
 
 
 def test_readme_flag_table_states_the_real_defaults():
-    assert assert_readme_defaults_match("train.py", train.parse_args([])) == 16
+    assert assert_readme_defaults_match("train.py", train.parse_args([])) == 17
 
 
 # ----------------------------------------------------------------------------- cross-validation
 def test_cv_folds_keep_clips_whole_and_validate_every_sample_once(tmp_path):
     ds = samples.Dataset(build_dataset(tmp_path / "d", clips_per_class=10), "stance")
-    folds, warning = evaluation.cv_folds(ds, 5, seed=0)
-    assert warning is None
+    folds, grouping = evaluation.cv_folds(ds, 5, seed=0)
+    assert grouping.warning is None
     seen = np.concatenate([test for _, test in folds])
     assert sorted(seen) == list(range(len(ds.y)))
     for tr, te in folds:
