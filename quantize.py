@@ -38,7 +38,7 @@ from MediaPipe_Dataset.samples import (CLASS_NAMES, KEYPOINT_NAMES, MIN_VISIBILI
 
 WARMUP_RUNS = 50
 THROUGHPUT_SECONDS = 0.5     # at least this long per model for the batch figure
-QUANTIZATION = train.QUANTIZATION      # marks our INT8 files
+QUANTIZATION = outputs.QUANTIZATION    # marks our INT8 files
 MAX_BATCH = 65536            # --batch-size bound: far past where throughput stops growing
 DEFAULT_DATA_DIR = "MediaPipe_Dataset"     # without --data-dir and without a training record
 
@@ -511,7 +511,7 @@ def quantize_one(category, path, args, results, failed):
             raise ModelError(f"{target}: exists and is not an INT8 model from quantize.py; not overwritten "
                              f"(rename it, or the category it belongs to)")
         print(f"\nQuantizing {os.path.relpath(path)}...")
-        source = train.file_sha1(path)
+        source = outputs.file_sha1(path)
         try:
             quantize(path, target, args.per_channel)
         except Exception as e:     # onnxruntime.quantization raises many types
@@ -519,7 +519,7 @@ def quantize_one(category, path, args, results, failed):
         print(f"Quantized model saved: {os.path.relpath(target)}")
         try:
             results[category] = compare(category, path, target, args)
-            if train.file_sha1(path) != source or record_sha1(path) != record_sha1(target):
+            if outputs.file_sha1(path) != source or record_sha1(path) != record_sha1(target):
                 raise ModelError(f"{path}: changed while it was quantized (another train.py run?); "
                                  f"{target} removed, run quantize.py again")
         except ModelError:

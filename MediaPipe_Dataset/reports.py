@@ -72,8 +72,9 @@ def print_confusion(cm, title):
 def print_validation(ds, args, v, best):
     from sklearn.metrics import classification_report, confusion_matrix
     y_val, pred = ds.y[v.val_idx], v.probabilities.argmax(1)
-    print(f"\nBest epoch: {best}/{args.epochs}, Val Acc {100 * v.accuracy:.2f}% (picked by validation "
-          f"accuracy, so this figure is optimistic; `--cv 5` gives an unbiased estimate)")
+    print(f"\nKept epoch: {best}/{args.epochs}, Val Acc {100 * v.accuracy:.2f}% (picked by validation "
+          f"accuracy averaged with the epochs on either side, so this figure is optimistic; `--cv 5` gives an "
+          f"unbiased estimate)")
     print("\nClassification report (validation):")
     print(classification_report(y_val, pred, labels=[0, 1], target_names=CLASS_NAMES, digits=3, zero_division=0))
     print_confusion(confusion_matrix(y_val, pred, labels=[0, 1]), "Confusion matrix")

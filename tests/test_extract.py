@@ -403,11 +403,19 @@ def workers_of(pid):
 
 
 def start_extraction(tmp_path, n):
-    inputs = copies_of_the_clip(tmp_path / "videos", n)
+    """extract.py with 2 workers on n 120-frame videos (the clip four times, so that each takes
+    seconds), once the first is written: the workers hold the next ones."""
+    (tmp_path / "videos").mkdir()
+    long_clip = fixture_frames() * 4
+    write_video(tmp_path / "videos" / "long.mp4", long_clip)
+    inputs = []
+    for i in range(n):
+        inputs.append(str(tmp_path / "videos" / f"copy{i}.mp4"))
+        (tmp_path / "videos" / f"copy{i}.mp4").write_bytes((tmp_path / "videos" / "long.mp4").read_bytes() + bytes(i))
     command = [sys.executable, "-u", os.path.join(ROOT, "MediaPipe_Dataset", "extract.py"), *inputs, "--out",
                str(tmp_path / "d"), "--category", "pose", "--label", "correct", "--fps", "0", "--jobs", "2"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = process.stdout.readline()          # the first video is written; the workers hold the next ones
+    first = process.stdout.readline()
     assert " samples from " in first, process.stderr.read()
     return process, first
 
@@ -425,7 +433,7 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_partial_files(tmp_path):
     clips = {}
     for name in names:
         clips[name.rsplit("_", 1)[0]] = clips.get(name.rsplit("_", 1)[0], 0) + 1
-    assert not [n for n in names if n.startswith(".")] and set(clips.values()) == {30}     # whole videos only
+    assert not [n for n in names if n.startswith(".")] and set(clips.values()) == {120}    # whole videos only
 
 
 @needs_video

@@ -305,7 +305,7 @@ def test_end_to_end_output_files_and_json(trained):
     for text in ["=== MediaPipe Pose Classification Training ===", "Dataset Statistics:", "Stance:",
                  "  - Correct samples: 24", "  - Incorrect samples: 24", "  - Total samples: 48",
                  "Training STANCE Classification Model", "=" * 60, "Epoch [1/3]:",
-                 "Train Loss: ", "Train Acc: ", "Val Acc: ", "Best epoch: ", "picked by validation accuracy",
+                 "Train Loss: ", "Train Acc: ", "Val Acc: ", "Kept epoch: ", "picked by validation accuracy averaged",
                  "precision", "Confusion matrix", "Files written:", "stance.onnx",
                  "Per recording (validation): ", "Per-recording confusion matrix", "operator nodes",
                  "Batches of 32 (--batch-size auto), 2 per epoch, 3 epochs"]:
@@ -316,7 +316,8 @@ def test_end_to_end_output_files_and_json(trained):
         r = trained["report"][category]
         assert set(r) == {"n_train", "n_val", "val_accuracy", "best_epoch", "train_seconds", "onnx_nodes",
                           "val_accuracy_points_removed", "val_clip_accuracy", "n_val_clips", "warning",
-                          "grouping", "n_subjects"}
+                          "grouping", "n_subjects", "val_accuracy_per_epoch"}
+        assert len(r["val_accuracy_per_epoch"]) == 3 and r["val_accuracy_per_epoch"][r["best_epoch"] - 1] == pytest.approx(r["val_accuracy"], abs=1e-5)
         assert r["warning"] is None and 0 <= r["val_clip_accuracy"] <= 1
         assert r["onnx_nodes"] == train.onnx_nodes(str(trained["models"] / f"{category}.onnx")) <= 60
         assert r["n_val_clips"] == r["n_val"] // 3       # 3 frames per clip, clips kept whole
@@ -455,7 +456,7 @@ def test_help_states_every_default():
 
 
 def test_readme_flag_table_states_the_real_defaults():
-    assert assert_readme_defaults_match("train.py", train.parse_args([])) == 17
+    assert assert_readme_defaults_match("train.py", train.parse_args([])) == 18
 
 
 # ----------------------------------------------------------------------------- cross-validation
