@@ -1,7 +1,5 @@
 """People (issue 20): the `subject` field, splits and folds that keep each person whole, the
 fallback to clips with its warning, and extract.py --subject."""
-import contextlib
-import io
 import json
 import os
 
@@ -10,14 +8,8 @@ import pytest
 
 from conftest import build_dataset, build_people
 from MediaPipe_Dataset import evaluation, samples
+from test_hostile import run_train as run
 import train
-
-
-def run(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = train.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 def subjects_of(ds, rows):

@@ -1,7 +1,5 @@
 """Nothing silently wrong (issue 21): each defect of the second adversarial run, with a test
 that failed before its fix."""
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -14,6 +12,7 @@ import pytest
 
 from conftest import ROOT, build_dataset, make_pose, write_sample
 from MediaPipe_Dataset import evaluation, outputs, samples
+from test_hostile import run_quantize as quantize_run, run_train as run
 import train
 
 
@@ -28,13 +27,6 @@ def numbered_per_folder(root, clips=8, frames=3, seed=0, category="stance"):
                 path = os.path.join(samples.class_dir(root, category, label), f"rec-{c}_{k}.json")
                 write_sample(path, base + rng.normal(0, 0.002, base.shape), label, category, clip=f"rec-{c}")
     return str(root)
-
-
-def run(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = train.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 # ----------------------------------------------------------------------------- 1: recordings
@@ -134,14 +126,6 @@ def test_clips_split_over_folds_count_once_per_recording(tmp_path):
 
 
 # ----------------------------------------------------------------------------- 3: a stale INT8 model
-def quantize_run(*argv):
-    import quantize
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = quantize.main([str(a) for a in argv] + ["--runs", "20", "--batch-size", "16"])
-    return code, out.getvalue(), err.getvalue()
-
-
 def readme_block(heading):
     with open(os.path.join(ROOT, "README.md")) as f:
         text = f.read()
