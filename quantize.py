@@ -17,12 +17,10 @@ import signal
 import sys
 import time
 
-if __name__ == "__main__":      # Ctrl-C or SIGTERM while the libraries load: one line, not a traceback
-    def interrupted_while_loading(signum, frame):
-        print("\nInterrupted while the libraries were loading; nothing written.", file=sys.stderr)
-        raise SystemExit(130)
-    signal.signal(signal.SIGINT, interrupted_while_loading)
-    signal.signal(signal.SIGTERM, interrupted_while_loading)
+from MediaPipe_Dataset import outputs  # standard library only: loads at once
+
+if __name__ == "__main__":
+    outputs.quiet_while_loading()
 
 import numpy as np
 import onnx
@@ -32,7 +30,6 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 import train
-from MediaPipe_Dataset import outputs
 from MediaPipe_Dataset.samples import (CLASS_NAMES, KEYPOINT_NAMES, MIN_VISIBILITY, NUM_COORDS, DataError, Dataset,
                                        clip_scores, sample_digest)
 

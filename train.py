@@ -25,14 +25,10 @@ import time
 import warnings
 
 
-def interrupted_while_loading(signum, frame):
-    print("\nInterrupted while the libraries were loading; nothing written.", file=sys.stderr)
-    raise SystemExit(130)
+from MediaPipe_Dataset import outputs  # standard library only: loads at once
 
-
-if __name__ == "__main__":      # Ctrl-C or SIGTERM while torch loads (a second): one line, not a traceback
-    signal.signal(signal.SIGINT, interrupted_while_loading)
-    signal.signal(signal.SIGTERM, interrupted_while_loading)
+if __name__ == "__main__":
+    outputs.quiet_while_loading()
 
 import numpy as np
 import torch
@@ -40,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from MediaPipe_Dataset import evaluation, outputs
+from MediaPipe_Dataset import evaluation
 from MediaPipe_Dataset.evaluation import REMOVED_POINTS, Scores, accuracy_with_points_removed, cv_folds, remove_points, split
 from MediaPipe_Dataset.reports import (print_cv, print_files, print_plan, print_statistics, print_validation,
                                        report_problems)

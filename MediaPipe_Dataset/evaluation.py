@@ -47,9 +47,14 @@ def groups_of(dataset, name):
     return dataset.groups if name == "clip" else np.array([f"sample:{i}" for i in range(len(dataset.y))])
 
 
-def enough_groups(y, groups, k):
-    """Whether each class is in at least k groups."""
-    return all(len(set(groups[y == label])) >= k for label in (0, 1))
+def groups_per_class(y, groups):
+    """How many groups hold samples of each class (0, then 1)."""
+    return [len(set(groups[y == label])) for label in (0, 1)]
+
+
+def subject_warning(n_subjects, k, instead):
+    """The sentence said when people cannot be kept whole."""
+    return SUBJECT_FALLBACK_WARNING.format(n=n_subjects, where=f" in {k} folds" if k > 2 else "", instead=instead)
 
 
 def choose_grouping(dataset, k, group_by="auto"):
@@ -64,11 +69,10 @@ def choose_grouping(dataset, k, group_by="auto"):
     warning = None
     for name in GROUPINGS[start:]:
         groups = groups_of(dataset, name)
-        if name == "none" or (has[name] and enough_groups(dataset.y, groups, k)):
+        if name == "none" or (has[name] and min(groups_per_class(dataset.y, groups)) >= k):
             break
         if name == "subject":
-            warning = SUBJECT_FALLBACK_WARNING.format(n=n_subjects, where=f" in {k} folds" if k > 2 else "",
-                                                      instead="clips" if dataset.has_clips else "single frames")
+            warning = subject_warning(n_subjects, k, "clips" if dataset.has_clips else "single frames")
     if name == "none" and dataset.has_clips and group_by != "none":
         warning = FRAME_SPLIT_WARNING
     return Grouping(name, groups, warning, n_subjects if name == "subject" else 0)
@@ -76,8 +80,7 @@ def choose_grouping(dataset, k, group_by="auto"):
 
 def require_groups(dataset, needed, purpose, grouping):
     """Raise DataError unless each class is in `needed` groups of the grouping (samples, for none)."""
-    for label in (0, 1):
-        n_groups = len(set(grouping.groups[dataset.y == label]))
+    for label, n_groups in enumerate(groups_per_class(dataset.y, grouping.groups)):
         if n_groups < needed:
             unit = {"subject": "subjects", "clip": "clips", "none": "samples"}[grouping.name]
             raise DataError(f"{dataset.root}: only {n_groups} {unit} of class "
@@ -155,7 +158,7 @@ def with_subject_fallback(dataset, k, grouping, make):
     found = make(grouping)
     if found is None and grouping.name == "subject":
         finer = choose_grouping(dataset, k, "clip" if dataset.has_clips else "none")
-        warning = SUBJECT_FALLBACK_WARNING.format(n=grouping.n_subjects, where="", instead="clips")
+        warning = subject_warning(grouping.n_subjects, 2, "clips")
         grouping = Grouping(finer.name, finer.groups, warning if finer.name == "clip" else finer.warning)
         found = make(grouping)
     return found, grouping

@@ -192,6 +192,12 @@ def read_sources(folder):
     return sources
 
 
+def samples_of(sources, source, clips):
+    """The sample files in a read_sources index that come from `source` (an absolute path) or
+    belong to one of `clips` (the file was edited since)."""
+    return [n for n, src in sources.items() if src == source or n.rsplit("_", 1)[0] in clips]
+
+
 def write_samples(folder, source, samples, args, sources):
     """Write one source's samples, then swap them in for that source's earlier ones (the same
     clip id, or the same source path if the file was edited since). They go to a hidden
@@ -214,7 +220,7 @@ def write_samples(folder, source, samples, args, sources):
                 json.dump(sample, f)
             names.add(name)
         clips = {s[0] for s in samples}
-        earlier = {n for n, src in sources.items() if src == source or n.rsplit("_", 1)[0] in clips}
+        earlier = set(samples_of(sources, source, clips))
         for name in earlier - names:
             os.remove(os.path.join(folder, name))
             del sources[name]
@@ -286,8 +292,7 @@ def extract_one(path, cv2, pose_module, args, progress):
 def remove_from_other_class(folder, sources, source, clips):
     """Remove the samples of `source` (or of its clips) from the other class's folder: a
     video re-extracted with the other --label moves there. How many went."""
-    source = os.path.abspath(source)
-    names = [n for n, src in sources.items() if src == source or n.rsplit("_", 1)[0] in clips]
+    names = samples_of(sources, os.path.abspath(source), clips)
     try:
         for name in names:
             os.remove(os.path.join(folder, name))

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import stat
 import sys
 import tempfile
@@ -167,6 +168,16 @@ def finish(results, failed, json_path):
         print(f"Failed: {', '.join(failed)} (see the errors above)", file=sys.stderr)
         return 1
     return 0
+
+
+def quiet_while_loading():
+    """Until the caller restores them: Ctrl-C or SIGTERM while the libraries load (torch,
+    onnxruntime: a second or so) end in one line and exit 130, not in a traceback."""
+    def interrupted(signum, frame):
+        print("\nInterrupted while the libraries were loading; nothing written.", file=sys.stderr)
+        raise SystemExit(130)
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
 
 
 def terminate(signum, frame):
