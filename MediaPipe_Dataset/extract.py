@@ -17,7 +17,6 @@ import importlib.util
 import json
 import math
 import os
-import queue
 import re
 import shutil
 import signal
@@ -332,9 +331,10 @@ def make_tasks(inputs, jobs):
     return sorted(videos + [images[k:k + size] for k in range(0, len(images), size)], key=lambda t: t[0][0])
 
 
-def worker(slot, tasks, results, args):
-    """A worker process: its own MediaPipe, tasks from the `tasks` queue until None. Says
-    ("start", slot, index) before each input and ("done", slot, index, outcome) after it."""
+def worker(slot, conn, args):
+    """A worker process: its own MediaPipe, tasks from its own pipe until None; sends
+    (index, outcome) after each input. A pipe per worker, and no shared queue: a worker killed
+    at any moment then leaves no lock held and no message half-sent that another would need."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)       # the main process stops the workers
     from tqdm import tqdm
     progress = lambda **kw: tqdm(disable=None, file=sys.stderr, leave=False, position=slot, **kw)
@@ -342,9 +342,8 @@ def worker(slot, tasks, results, args):
         cv2, pose_module = load_mediapipe()
     except InputError as e:
         cv2 = pose_module = e
-    for task in iter(tasks.get, None):
+    for task in iter(conn.recv, None):
         for index, path in task:
-            results.put(("start", slot, index))
             try:
                 if isinstance(cv2, InputError):
                     raise cv2
@@ -353,7 +352,7 @@ def worker(slot, tasks, results, args):
                 outcome = ("error", str(e))
             except Exception as e:         # MediaPipe or OpenCV failing on one input: name it, go on
                 outcome = ("error", f"{path}: extraction failed ({e.__class__.__name__}: {e})")
-            results.put(("done", slot, index, outcome))
+            conn.send((index, outcome))
 
 
 def serial_outcomes(inputs, args, progress):
@@ -366,68 +365,90 @@ def serial_outcomes(inputs, args, progress):
             yield path, ("error", str(e))
 
 
+class Workers:
+    """`jobs` worker processes, each with its own pipe, and the tasks (make_tasks) each one
+    holds. The main process hands out the tasks, so it always knows which input a worker has:
+    the first of its task not yet done."""
+
+    def __init__(self, args, jobs, tasks):
+        import multiprocessing
+        self.context = multiprocessing.get_context("spawn")   # no fork of a process that may hold threads
+        self.args, self.pending, self.done = args, list(tasks), {}
+        self.slots = [self.start(slot) for slot in range(jobs)]
+
+    def start(self, slot):
+        """A new worker for `slot`, given the next task: [process, pipe, its task or None]."""
+        ours, theirs = self.context.Pipe()
+        process = self.context.Process(target=worker, args=(slot, theirs, self.args), daemon=True)
+        process.start()
+        theirs.close()
+        entry = [process, ours, None]
+        self.give(entry)
+        return entry
+
+    def give(self, entry):
+        entry[2] = self.pending.pop(0) if self.pending else None
+        try:
+            entry[1].send(entry[2])
+        except OSError:                  # it died already: its sentinel says so next
+            pass
+
+    def wait(self, timeout=0.5):
+        """Take what the workers sent within `timeout` seconds, and replace the dead."""
+        from multiprocessing.connection import wait
+        ready = wait([e[1] for e in self.slots if e[2]] + [e[0].sentinel for e in self.slots if e[2]], timeout)
+        for slot, entry in enumerate(self.slots):
+            process, conn, task = entry
+            if task and conn in ready:
+                try:
+                    index, outcome = conn.recv()
+                except (EOFError, OSError):      # it died, after what it sent whole
+                    self.died(slot, entry)
+                    continue
+                self.done[index] = outcome
+                if all(i in self.done for i, _ in task):
+                    self.give(entry)
+            elif task and process.sentinel in ready and not conn.poll():
+                self.died(slot, entry)
+
+    def died(self, slot, entry):
+        """A worker ended while holding a task: the input it held is an error, the rest of its
+        task goes first in the queue, and a new worker takes its slot."""
+        process, conn, task = entry
+        process.join()
+        code = process.exitcode
+        how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        rest = [(i, p) for i, p in task if i not in self.done]
+        index, path = rest[0]
+        self.done[index] = ("error", f"{path}: the worker extracting it died ({how}; out of memory?)")
+        if rest[1:]:
+            self.pending.insert(0, rest[1:])
+        conn.close()
+        self.slots[slot] = self.start(slot)
+
+    def stop(self):
+        for process, conn, _ in self.slots:
+            process.terminate()
+        for process, conn, _ in self.slots:
+            process.join()
+            conn.close()
+
+
 def parallel_outcomes(inputs, args, jobs):
     """(path, outcome) of each input in input order, from `jobs` worker processes that take
     whole tasks (make_tasks). A worker that dies (killed, out of memory) costs the input it
-    held, named as an error; its other inputs go to a new worker. Closing the generator (the
-    run ends or is interrupted) stops the workers."""
-    import multiprocessing
-    context = multiprocessing.get_context("spawn")       # no fork of a process that may hold threads
-    tasks, results = context.Queue(), context.Queue()
-    remaining = {}                                       # input index -> its task, until done
-    for task in make_tasks(inputs, jobs):
-        tasks.put(task)
-        remaining.update({index: task for index, _ in task})
-    start = lambda slot: context.Process(target=worker, args=(slot, tasks, results, args), daemon=True)
-    workers, held, done, next_index = [start(slot) for slot in range(jobs)], {}, {}, 0
-    for process in workers:
-        process.start()
-        tasks.put(None)
+    held, named as an error; the rest of its task goes to a new worker. Closing the generator
+    (the run ends or is interrupted) stops the workers."""
+    workers, next_index = Workers(args, jobs, make_tasks(inputs, jobs)), 0
     try:
         while next_index < len(inputs):
-            while next_index in done:
-                yield inputs[next_index], done.pop(next_index)
+            while next_index in workers.done:
+                yield inputs[next_index], workers.done.pop(next_index)
                 next_index += 1
             if next_index < len(inputs):
-                collect(results, held, done, remaining)
-                replace_dead(workers, held, done, remaining, tasks, start, inputs)
+                workers.wait()
     finally:
-        for process in workers:
-            process.terminate()
-        for process in workers:
-            process.join()
-
-
-def collect(results, held, done, remaining):
-    """Take what the workers said within half a second."""
-    try:
-        message = results.get(timeout=0.5)
-    except queue.Empty:
-        return
-    if message[0] == "start":
-        held[message[1]] = message[2]
-    else:
-        _, slot, index, outcome = message
-        held.pop(slot, None)
-        done[index] = outcome
-        remaining.pop(index, None)
-
-
-def replace_dead(workers, held, done, remaining, tasks, start, inputs):
-    """A worker that ended with an error code: its input is an error, the rest of its task
-    goes back to the queue, and a new worker takes its place."""
-    for slot, process in enumerate(workers):
-        if process.is_alive() or process.exitcode == 0:
-            continue
-        index = held.pop(slot, None)
-        if index is not None:
-            how = f"killed by signal {-process.exitcode}" if process.exitcode < 0 else f"exit code {process.exitcode}"
-            done[index] = ("error", f"{inputs[index]}: the worker extracting it died ({how}; out of memory?)")
-            rest = [(i, p) for i, p in remaining.pop(index) if i != index and i not in done]
-            if rest:
-                tasks.put(rest)
-        workers[slot] = start(slot)
-        workers[slot].start()
+        workers.stop()
 
 
 def main(argv=None):
