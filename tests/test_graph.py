@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import STANDING
-from MediaPipe_Dataset import samples
+from MediaPipe_Dataset import model as model_module, samples
 import train
 
 FLAT = torch.tensor(STANDING.reshape(1, -1), dtype=torch.float32)
@@ -95,14 +95,14 @@ def zscore(x):
 
 
 def test_replacing_normalize_with_mask_changes_the_model_and_the_normalizer(monkeypatch):
-    # README "Earlier choices": train.normalize_with_mask = ... must reach the model, the
+    # README "Earlier choices": MediaPipe_Dataset.model.normalize_with_mask = ... must reach the model, the
     # KeypointNormalizer that fit() applies to training data, and the peers
     torch.manual_seed(0)
     model = train.PoseClassifier().eval()
     shifted = FLAT * torch.tensor([1.0, 2.0] * 14)                   # y stretched: our normalization differs
     with torch.no_grad():
         before = model(shifted)
-        monkeypatch.setattr(train, "normalize_with_mask", zscore)
+        monkeypatch.setattr(model_module, "normalize_with_mask", zscore)
         after = model(shifted)
     assert not torch.allclose(before, after)
     np.testing.assert_allclose(train.KeypointNormalizer()(shifted.numpy()), zscore(shifted)[0].numpy(), atol=1e-6)
