@@ -48,60 +48,10 @@ from MediaPipe_Dataset.model import (  # noqa: F401  (re-exported: notebooks and
     JOINT_ANGLES, LAYOUT, NORMALIZATION, NUM_ANGLES, NUM_FEATURES, SHOULDER_WEIGHT, TORSO_MULTIPLIER,
     InvertedResidual, KeypointNormalizer, PoseClassifier, WithSoftmax, layout_matrices, load_model, masked_features,
     missing_mask, normalize_keypoints, normalize_with_mask, pose_features, present_points)
+from MediaPipe_Dataset.model import AUG_JITTER, AUG_ROTATION_DEG, AUG_STRETCH, DROP_PATTERNS, augment, drop_points  # noqa: F401
 
 
 # ----------------------------------------------------------------------------- training
-# Augmentation strengths (chosen by cross-validation, see README). Kept small: a pose's
-# lean and joint angles are what makes it correct, and large changes would alter them.
-AUG_ROTATION_DEG = 3.0     # +- in-plane rotation, like a slightly tilted camera
-AUG_STRETCH = 0.05         # +- independent x and y scale
-AUG_JITTER = 0.005         # sd of per-point noise, in normalized units (pose size = 1)
-# Joint dropout: how real recordings lose points. Each pattern is one way, chosen at random
-# for a training sample with probability --drop-joints: random single points, one arm or
-# leg (elbow and wrist, knee and ankle), one side's arm and leg (a side view), both legs
-# (a cropped frame), both arms (a tool that records only what its exercise needs).
-DROP_PATTERNS = [[3, 4], [6, 7], [9, 10], [12, 13], [3, 4, 9, 10], [6, 7, 12, 13], [9, 10, 12, 13], [3, 4, 6, 7]]
-DROP_POINT_RATE = 2 / NUM_POINTS   # the random-points pattern loses 2 points on average
-
-
-def augment(x, generator, drop_joints=0.0):
-    """Random left-right mirror (joints swapped), small rotation, x/y stretch, jitter and
-    joint dropout (drop_points, with probability drop_joints per sample).
-
-    Works on normalized keypoints (hip midpoint at the origin); training batches only.
-    """
-    n = x.shape[0]
-    p = x.reshape(n, NUM_POINTS, 2).clone()
-    flip = torch.rand(n, generator=generator) < 0.5
-    p[flip] = p[flip][:, MIRROR] * torch.tensor([-1.0, 1.0])
-    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(AUG_ROTATION_DEG)
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
-    p = p @ rot.transpose(1, 2)
-    p = p * (1 + (torch.rand(n, 1, 2, generator=generator) * 2 - 1) * AUG_STRETCH)
-    p = p + torch.randn(p.shape, generator=generator) * AUG_JITTER
-    if drop_joints > 0:
-        p = drop_points(p, drop_joints, generator)
-    return p.reshape(n, NUM_COORDS)
-
-
-def drop_points(p, rate, generator):
-    """Set points of (n, 14, 2) keypoints to NaN the ways real recordings lose them: a
-    sample is hit with probability rate, by one of DROP_PATTERNS or by random points. A
-    sample that would keep no shoulder and no hip is left whole."""
-    n = p.shape[0]
-    patterns = torch.zeros(len(DROP_PATTERNS) + 1, NUM_POINTS, dtype=torch.bool)
-    for i, points in enumerate(DROP_PATTERNS):
-        patterns[i, points] = True
-    choice = torch.randint(len(patterns), (n,), generator=generator)
-    drop = patterns[choice] | ((choice == len(DROP_PATTERNS))[:, None]
-                               & (torch.rand(n, NUM_POINTS, generator=generator) < DROP_POINT_RATE))
-    drop &= (torch.rand(n, generator=generator) < rate)[:, None]
-    left = present_points(p) & ~drop
-    drop &= left[:, TORSO].any(1, keepdim=True)
-    return torch.where(drop[..., None], torch.full_like(p, math.nan), p)
-
-
 # Training that scales (chosen by cross-validation, README "Training on large datasets"):
 # with --batch-size auto, the batch is 32 up to 32 x MAX_STEPS_PER_EPOCH samples and grows
 # with the data beyond, so that an epoch stays MAX_STEPS_PER_EPOCH batches, up to

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from MediaPipe_Dataset import outputs
-from MediaPipe_Dataset.samples import (L_HIP, L_SHOULDER, NUM_COORDS, NUM_POINTS, R_HIP, R_SHOULDER, DataError)
+from MediaPipe_Dataset.samples import L_HIP, L_SHOULDER, MIRROR, NUM_COORDS, NUM_POINTS, R_HIP, R_SHOULDER, TORSO, DataError
 
 TORSO_MULTIPLIER = 2.5                    # as in MediaPipe's pose classification embedder
 NORMALIZATION = ("center on the hip midpoint (one hip, or the shoulders, when that is all there is); "
@@ -225,6 +225,59 @@ class PoseClassifier(nn.Module):
         return torch.where(placed, logits, 0.0)
 
 
+class TemporalInvertedResidual(nn.Module):
+    """MobileNetV2's block along time, on (N, width, T): pointwise expand, depthwise temporal
+    convolution (each channel over `kernel` neighbouring frames), ReLU6, linear pointwise
+    bottleneck, residual add; batch norm after each convolution."""
+
+    def __init__(self, width, expansion, kernel, dropout):
+        super().__init__()
+        hidden = width * expansion
+        self.block = nn.Sequential(
+            nn.Conv1d(width, hidden, 1, bias=False), nn.BatchNorm1d(hidden), nn.ReLU6(),
+            nn.Conv1d(hidden, hidden, kernel, padding=kernel // 2, groups=hidden, bias=False),
+            nn.BatchNorm1d(hidden), nn.ReLU6(), nn.Dropout(dropout),
+            nn.Conv1d(hidden, width, 1, bias=False), nn.BatchNorm1d(width),     # linear bottleneck
+        )
+
+    def forward(self, x):
+        return x + self.block(x)
+
+
+class MotionClassifier(nn.Module):
+    """A window of one recording (N x T x 28 raw keypoints, NaN where a point is missing, T
+    frames at `fps` frames per second) -> class logits (N x num_classes).
+
+    Each frame goes through PoseClassifier's first stages (normalize_with_mask,
+    masked_features; a frame that cannot be placed, such as an all-NaN frame of a gap, becomes
+    zeros), then MobileNetV2 along time: a pointwise stem, inverted residual blocks with
+    depthwise temporal convolutions, then the mean and the maximum over time (a fault is often
+    an extreme: the smallest elbow angle of a curl) and a classifier. A window with no frame
+    that can be placed gets logits 0: [0.5, 0.5]. `frames` and `fps` are the window the model
+    was trained on; they travel in `config` with the rest.
+    """
+
+    def __init__(self, frames=16, fps=10.0, input_size=NUM_COORDS, num_classes=2, width=64, expansion=2,
+                 blocks=2, kernel=5, dropout=0.2):
+        super().__init__()
+        if input_size != NUM_COORDS:
+            raise ValueError(f"input_size must be {NUM_COORDS} (14 points x 2), got {input_size}")
+        self.config = dict(frames=frames, fps=fps, input_size=input_size, num_classes=num_classes, width=width,
+                           expansion=expansion, blocks=blocks, kernel=kernel, dropout=dropout)
+        self.stem = nn.Sequential(nn.Conv1d(NUM_FEATURES, width, 1, bias=False), nn.BatchNorm1d(width), nn.ReLU6())
+        self.blocks = nn.Sequential(*[TemporalInvertedResidual(width, expansion, kernel, dropout)
+                                      for _ in range(blocks)])
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * width, num_classes))
+
+    def forward(self, x):
+        n, t = x.shape[0], x.shape[1]
+        z, flags, placed = normalize_with_mask(x.reshape(n * t, NUM_COORDS))
+        f = torch.where(placed, masked_features(z, flags), 0.0)
+        h = self.blocks(self.stem(f.reshape(n, t, NUM_FEATURES).transpose(1, 2)))
+        logits = self.head(torch.cat([h.mean(2), h.amax(2)], 1))
+        return torch.where(placed.reshape(n, t).any(1, keepdim=True), logits, 0.0)
+
+
 class WithSoftmax(nn.Module):
     """What the ONNX file holds: probabilities rather than logits."""
 
@@ -237,7 +290,8 @@ class WithSoftmax(nn.Module):
 
 
 def load_model(path):
-    """models/<category>.pt -> the PoseClassifier it holds, in eval mode, rebuilt with the
+    """models/<category>.pt (or <category>_motion.pt) -> the PoseClassifier (MotionClassifier)
+    it holds, in eval mode, rebuilt with the
     configuration in its training record (models/<category>.json beside it), so that the
     caller need not know the width or depth it was trained with. A .pt that is not the one its
     record was written with (another run's) is refused. Raises DataError."""
@@ -246,6 +300,7 @@ def load_model(path):
         with open(record_path) as f:
             record = json.load(f)
         config = record["model"]["config"]
+        cls = MotionClassifier if record["model"].get("class") == "MotionClassifier" else PoseClassifier
     except OSError as e:
         raise DataError(f"{record_path}: cannot read the training record of {path} ({e.strerror})")
     except (ValueError, KeyError, TypeError):
@@ -254,10 +309,67 @@ def load_model(path):
     if record.get("weights_sha1") not in (None, outputs.file_sha1(path)):
         raise DataError(f"{path}: is not the model its training record {record_path} describes (SHA-1 "
                         f"differs: written by another run?); retrain, or use the files of one run")
-    model = PoseClassifier(**config)
+    model = cls(**config)
     try:
         model.load_state_dict(torch.load(path, map_location="cpu"))
     except (OSError, RuntimeError) as e:
-        raise DataError(f"{path}: cannot be loaded as the PoseClassifier its record describes "
+        raise DataError(f"{path}: cannot be loaded as the {cls.__name__} its record describes "
                         f"({str(e).splitlines()[0][:120]})")
     return model.eval()
+
+
+# ----------------------------------------------------------------------------- augmentation
+# What training feeds both models. Strengths chosen by cross-validation (README). Kept
+# small: a pose's lean and joint angles are what makes it correct, and large changes
+# would alter them.
+AUG_ROTATION_DEG = 3.0     # +- in-plane rotation, like a slightly tilted camera
+AUG_STRETCH = 0.05         # +- independent x and y scale
+AUG_JITTER = 0.005         # sd of per-point noise, in normalized units (pose size = 1)
+# Joint dropout: how real recordings lose points. Each pattern is one way, chosen at random
+# for a training sample with probability --drop-joints: random single points, one arm or
+# leg (elbow and wrist, knee and ankle), one side's arm and leg (a side view), both legs
+# (a cropped frame), both arms (a tool that records only what its exercise needs).
+DROP_PATTERNS = [[3, 4], [6, 7], [9, 10], [12, 13], [3, 4, 9, 10], [6, 7, 12, 13], [9, 10, 12, 13], [3, 4, 6, 7]]
+DROP_POINT_RATE = 2 / NUM_POINTS   # the random-points pattern loses 2 points on average
+
+
+def augment(x, generator, drop_joints=0.0):
+    """Random left-right mirror (joints swapped), small rotation, x/y stretch, jitter and
+    joint dropout (drop_points, with probability drop_joints per sample).
+
+    x: (n, 28) frames, or (n, T, 28) windows: a window gets one mirror, rotation, stretch
+    and dropped joints for all its frames (a joint hidden by a side view stays hidden).
+    Works on normalized keypoints (hip midpoint at the origin); training batches only.
+    """
+    n = x.shape[0]
+    p = x.reshape(n, -1, NUM_POINTS, 2).clone()
+    flip = torch.rand(n, generator=generator) < 0.5
+    p[flip] = p[flip][:, :, MIRROR] * torch.tensor([-1.0, 1.0])
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(AUG_ROTATION_DEG)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    p = p @ rot.transpose(1, 2)[:, None]
+    p = p * (1 + (torch.rand(n, 1, 1, 2, generator=generator) * 2 - 1) * AUG_STRETCH)
+    p = p + torch.randn(p.shape, generator=generator) * AUG_JITTER
+    if drop_joints > 0:
+        p = drop_points(p, drop_joints, generator)
+    return p.reshape(x.shape)
+
+
+def drop_points(p, rate, generator):
+    """Set points of (n, 14, 2) keypoints, or of (n, T, 14, 2) windows (the same points in
+    every frame), to NaN the ways real recordings lose them: a sample is hit with probability
+    rate, by one of DROP_PATTERNS or by random points. A sample that would keep no shoulder and
+    no hip (in some frame) is left whole."""
+    n = p.shape[0]
+    patterns = torch.zeros(len(DROP_PATTERNS) + 1, NUM_POINTS, dtype=torch.bool)
+    for i, points in enumerate(DROP_PATTERNS):
+        patterns[i, points] = True
+    choice = torch.randint(len(patterns), (n,), generator=generator)
+    drop = patterns[choice] | ((choice == len(DROP_PATTERNS))[:, None]
+                               & (torch.rand(n, NUM_POINTS, generator=generator) < DROP_POINT_RATE))
+    drop &= (torch.rand(n, generator=generator) < rate)[:, None]
+    left = present_points(p).reshape(n, -1, NUM_POINTS) & ~drop[:, None]
+    drop &= left[..., TORSO].any(-1).all(-1, keepdim=True)
+    drop = drop.reshape(n, *[1] * (p.dim() - 3), NUM_POINTS)
+    return torch.where(drop[..., None], torch.full_like(p, math.nan), p)

@@ -158,11 +158,20 @@ def load_sample(path, folder_label, min_visibility=MIN_VISIBILITY):
         raw, data = data, {}
     keypoints = parse_keypoints(raw, data.get("visibility"), min_visibility)
     fields = {name: None if data.get(name) is None else str(data[name]) for name in RECORDING_FIELDS}
+    fields["timestamp"] = timestamp_of(data.get("timestamp"))
     warning = None
     if "label" in data and label_index(data["label"]) != folder_label:
         warning = (f"label {data['label']!r} contradicts its folder "
                    f"({CLASS_NAMES[folder_label]}); using the folder's label {folder_label}")
     return keypoints, fields, warning
+
+
+def timestamp_of(value):
+    """A sample's `timestamp` in seconds as a float, or None when it has none or it is not a
+    finite number (a recording without times gets no motion model)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def sample_digest(keypoints):
@@ -263,7 +272,8 @@ class Dataset:
 
     X (N, 28) float32 keypoints, NaN where missing; y (N,) labels; files, relative to the
     category folder; groups (N,) the recording of each sample (recording_groups); subjects,
-    the person of each (its `subject` field) or None;
+    the person of each (its `subject` field) or None; timestamps (N,) seconds, NaN where a
+    sample has none;
     recording_warnings, sentences about recordings that look like copies (recording_warnings).
     """
 
@@ -297,6 +307,7 @@ class Dataset:
         clips = [f["clip"] for f in fields]
         self.has_clips = any(c is not None for c in clips)
         self.subjects = [f["subject"] for f in fields]          # the person of each sample, or None
+        self.timestamps = np.array([np.nan if f["timestamp"] is None else f["timestamp"] for f in fields])
         self.has_subjects = any(s is not None for s in self.subjects)
         self.groups = recording_groups(clips, self.y, self.files)
         self.recording_warnings = recording_warnings(self, clips, [f["source"] for f in fields])

@@ -18,7 +18,7 @@ import torch
 from sklearn.dummy import DummyClassifier
 
 from conftest import ROOT, STANDING, assert_readme_defaults_match, build_dataset, write_sample
-from MediaPipe_Dataset import evaluation, samples
+from MediaPipe_Dataset import evaluation, model as model_module, samples
 import train
 
 FLAT = STANDING.reshape(-1)
@@ -233,12 +233,12 @@ def test_augment_mirror_swaps_left_and_right():
     one_arm_up = STANDING.copy()
     one_arm_up[4] = [0.40, 0.10]                       # right wrist raised: not left-right symmetric
     x = torch.from_numpy(train.KeypointNormalizer()(one_arm_up.reshape(-1))).unsqueeze(0).repeat(64, 1)
-    saved = train.AUG_ROTATION_DEG, train.AUG_STRETCH, train.AUG_JITTER
+    saved = model_module.AUG_ROTATION_DEG, model_module.AUG_STRETCH, model_module.AUG_JITTER
     try:
-        train.AUG_ROTATION_DEG = train.AUG_STRETCH = train.AUG_JITTER = 0.0
+        model_module.AUG_ROTATION_DEG = model_module.AUG_STRETCH = model_module.AUG_JITTER = 0.0
         out = train.augment(x, torch.Generator().manual_seed(0)).reshape(64, 14, 2)
     finally:
-        train.AUG_ROTATION_DEG, train.AUG_STRETCH, train.AUG_JITTER = saved
+        model_module.AUG_ROTATION_DEG, model_module.AUG_STRETCH, model_module.AUG_JITTER = saved
     p = x[0].reshape(14, 2)
     mirrored = p[samples.MIRROR] * torch.tensor([-1.0, 1.0])
     assert not torch.allclose(mirrored, p)
