@@ -35,10 +35,11 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from MediaPipe_Dataset import evaluation
+from MediaPipe_Dataset import evaluation, motion
+from MediaPipe_Dataset.motion import MotionNet, WindowStatistics  # noqa: F401  (re-exported)
 from MediaPipe_Dataset.evaluation import REMOVED_POINTS, Scores, accuracy_with_points_removed, cv_folds, remove_points, split
-from MediaPipe_Dataset.reports import (print_cv, print_files, print_plan, print_statistics, print_validation,
-                                       report_problems)
+from MediaPipe_Dataset.reports import (print_cv, print_cv_motion, print_files, print_motion, print_plan, print_statistics,
+                                       print_validation, report_problems)
 from MediaPipe_Dataset.samples import (  # noqa: F401  (re-exported: notebooks use them from train)
     CLASS_NAMES, KEYPOINT_NAMES, L_HIP, L_SHOULDER, MEDIAPIPE_33, MIN_VISIBILITY, MIRROR, NUM_COORDS, NUM_POINTS,
     R_HIP, R_SHOULDER, TORSO, DataError, Dataset, clip_scores, discover_categories, parse_keypoints,
@@ -46,7 +47,7 @@ from MediaPipe_Dataset.samples import (  # noqa: F401  (re-exported: notebooks u
 
 from MediaPipe_Dataset.model import (  # noqa: F401  (re-exported: notebooks and tests use them from train)
     JOINT_ANGLES, LAYOUT, NORMALIZATION, NUM_ANGLES, NUM_FEATURES, SHOULDER_WEIGHT, TORSO_MULTIPLIER,
-    InvertedResidual, KeypointNormalizer, PoseClassifier, WithSoftmax, layout_matrices, load_model, masked_features,
+    InvertedResidual, KeypointNormalizer, MotionClassifier, PoseClassifier, WithSoftmax, layout_matrices, load_model, masked_features,
     missing_mask, normalize_keypoints, normalize_with_mask, pose_features, present_points)
 from MediaPipe_Dataset.model import AUG_JITTER, AUG_ROTATION_DEG, AUG_STRETCH, DROP_PATTERNS, augment, drop_points  # noqa: F401
 
@@ -201,8 +202,9 @@ def compared_models(args):
 
 
 # ----------------------------------------------------------------------------- export
-def export_onnx(model, path, metadata, opset=17):
-    """torch's ONNX exporter: input `input` [N, 28] float32 -> `probabilities` [N, 2].
+def export_onnx(model, path, metadata, opset=17, frame_shape=(NUM_COORDS,)):
+    """torch's ONNX exporter: input `input` [N, 28] float32 (frame_shape: [N, T, 28] for a
+    MotionClassifier) -> `probabilities` [N, 2].
 
     Uses the TorchScript-based exporter (dynamo=False): for this small static graph it
     takes ~0.05 s, while the dynamo exporter (importing onnxscript, rebuilding its op
@@ -211,7 +213,7 @@ def export_onnx(model, path, metadata, opset=17):
     """
     import onnx
     wrapped = WithSoftmax(model).eval().cpu()
-    example = torch.zeros(2, NUM_COORDS)
+    example = torch.zeros(2, *frame_shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")       # the exporter's deprecation notice
         torch.onnx.export(wrapped, (example,), path, input_names=["input"], output_names=["probabilities"],
@@ -257,15 +259,17 @@ def onnx_parity(model, path, x):
     return float(np.abs(onnx_out - torch_out).max())
 
 
-def write_models(model, category, models_dir, metadata, record, X_check):
-    """Write <category>.pt, <category>.onnx and the training record <category>.json via
+def write_models(model, category, models_dir, metadata, record, X_check, name=None):
+    """Write <name>.pt, <name>.onnx and the training record <name>.json (name: the category,
+    or <category>_motion for its MotionClassifier, checked on windows X_check) via
     temporary files, renamed in place only once the ONNX model has passed the checker and
     matches PyTorch within 1e-5 on X_check and on X_check with points missing
     (parity_inputs). The three tell that they belong together: the record holds the .pt's
     SHA-1 (`weights_sha1`), the ONNX metadata the record's. Then an INT8 model quantized
     from an earlier model of the category is removed. Returns what was written, as a dict;
     failures are DataErrors, and earlier models stay."""
-    targets = {ext: os.path.join(models_dir, f"{category}{ext}") for ext in (".pt", ".onnx", ".json")}
+    name = name or category
+    targets = {ext: os.path.join(models_dir, f"{name}{ext}") for ext in (".pt", ".onnx", ".json")}
     temps = {}
     try:
         for ext, target in targets.items():
@@ -276,17 +280,17 @@ def write_models(model, category, models_dir, metadata, record, X_check):
             f.write(record_text)
         record_sha1 = hashlib.sha1(record_text.encode()).hexdigest()
         export_onnx(model, temps[".onnx"], {**metadata, "training_record": os.path.basename(targets[".json"]),
-                                            "training_record_sha1": record_sha1})
-        diff = onnx_parity(model, temps[".onnx"], parity_inputs(X_check))
+                                            "training_record_sha1": record_sha1}, frame_shape=X_check.shape[1:])
+        diff = onnx_parity(model, temps[".onnx"], parity_inputs(X_check) if X_check.ndim == 2 else X_check)
         if not diff <= 1e-5:       # also catches NaN and inf
             raise DataError(f"{targets['.onnx']}: ONNX Runtime and PyTorch disagree by {diff:.2e} "
                             f"(more than 1e-5, or outputs not finite); models not written")
         for ext, target in targets.items():
             os.replace(temps.pop(ext), target)
-        stale = outputs.remove_stale_int8(models_dir, category, record_sha1)
+        stale = outputs.remove_stale_int8(models_dir, name, record_sha1)
     except (OSError, RuntimeError) as e:       # torch.save reports a full disk as RuntimeError
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:120]
-        raise DataError(f"{models_dir}: cannot write the {category} models ({reason}); earlier models kept")
+        raise DataError(f"{models_dir}: cannot write the {name} models ({reason}); earlier models kept")
     finally:
         for temp in temps.values():
             if os.path.exists(temp):
@@ -330,7 +334,7 @@ def validate(model, ds, val_idx, args):
 
 
 SETTINGS = ("epochs", "lr", "schedule", "batch_size", "val_split", "label_smoothing", "augment", "drop_joints",
-            "min_visibility", "seed", "group_by")
+            "min_visibility", "seed", "group_by", "motion")
 
 
 def training_record(ds, args, model, v, best, grouping):
@@ -375,7 +379,74 @@ def train_category(ds, args):
                            training_record(ds, args, model, v, best, grouping), ds.X[val_idx])
     model.to(args.device)
     print_files(written)
-    return run_json(len(train_idx), v, best, seconds, written["nodes"], grouping, history)
+    result = run_json(len(train_idx), v, best, seconds, written["nodes"], grouping, history)
+    return {**result, **(train_motion(ds, args, train_idx, v, grouping, seconds) if args.motion else
+                         {"motion": None, "motion_skipped": "--no-motion", "advised_verdict": "frames"})}
+
+
+# ----------------------------------------------------------------------------- the motion model
+def frame_vote_accuracy(ds, v, names):
+    """Per recording accuracy of the frame model's vote on the validation recordings `names`."""
+    rows = np.isin(ds.groups[v.val_idx], names)
+    truth, verdict = clip_scores(ds.groups[v.val_idx][rows], ds.y[v.val_idx][rows], v.probabilities[rows])
+    return float((truth == verdict).mean())
+
+
+def measure_motion(model, ds, v, val_recs, args):
+    """The motion model's validation figures, beside the frame vote on the same recordings."""
+    windows, owner = motion.verdict_windows(val_recs)
+    probs = motion.window_probabilities(model, windows)
+    if not (finite_model(model) and np.isfinite(probs).all()):
+        raise DataError(f"{ds.category}: training the motion model diverged (weights or outputs are not finite; "
+                        f"--lr {args.lr:g} may be too high); motion model not written")
+    labels = np.array([r.label for r in val_recs])
+    verdicts = motion.recording_probabilities(probs, owner, len(val_recs)).argmax(1)
+    return windows, {"val_window_accuracy": round(float((probs.argmax(1) == labels[owner]).mean()), 6),
+                     "n_val_windows": len(windows), "val_clip_accuracy": round(float((verdicts == labels).mean()), 6),
+                     "n_val_clips": len(val_recs),
+                     "frame_vote_clip_accuracy": round(frame_vote_accuracy(ds, v, [r.name for r in val_recs]), 6)}
+
+
+def motion_files(ds, args, model, v, figures, grouping):
+    """(ONNX metadata, training record) of a category's motion model."""
+    window = {"window_frames": motion.MOTION_FRAMES, "frame_rate": motion.MOTION_FPS, "stride": motion.STRIDE,
+              "gap_tolerance_s": motion.GAP_TOLERANCE_S}
+    metadata = {"category": ds.category, "class_names": CLASS_NAMES, "keypoint_layout": KEYPOINT_NAMES,
+                "input": f"[N, {motion.MOTION_FRAMES}, 28]: windows of {motion.MOTION_FRAMES} frames at "
+                         f"{motion.MOTION_FPS:g} per second, raw keypoints",
+                "normalization": NORMALIZATION + " (inside the model, per frame: feed raw keypoints)",
+                "missing_points": "NaN (x and y); a window with no frame to place gives [0.5, 0.5]",
+                "min_visibility": f"{args.min_visibility:g}", "model_config": model.config, **window}
+    record = {"category": ds.category, "class_names": CLASS_NAMES, "data_dir": os.path.abspath(args.data_dir),
+              "model": {"class": type(model).__name__, "config": model.config}, "window": window,
+              "val_samples": [ds.files[i] for i in v.val_idx],
+              "val_sample_sha1": [sample_digest(x) for x in ds.X[v.val_idx]], **figures,
+              "grouping": grouping.name, "settings": {name: getattr(args, name) for name in SETTINGS},
+              "versions": {"torch": torch.__version__, "numpy": np.__version__}}
+    return metadata, record
+
+
+def train_motion(ds, args, train_idx, v, grouping, frame_seconds):
+    """Train, measure, export and report the category's MotionClassifier on the frame model's
+    split, or say in one line why it has none; returns its figures and the advice for --json."""
+    problem = motion.motion_problem(ds)
+    train_recs, val_recs = motion.recordings(ds, train_idx), motion.recordings(ds, v.val_idx)
+    if problem is None and (not val_recs or len({r.label for r in train_recs}) < 2):
+        problem = "its split leaves no timed recording to validate on, or one class only to train on"
+    if problem:
+        print(f"\nNo motion model for {ds.category}: {problem}.")
+        return {"motion": None, "motion_skipped": problem, "advised_verdict": "frames"}
+    start = time.perf_counter()
+    model, _ = motion.fit_motion(train_recs, args, log=log)
+    seconds = time.perf_counter() - start
+    windows, figures = measure_motion(model, ds, v, val_recs, args)
+    verdict, why = motion.advice(figures["frame_vote_clip_accuracy"], figures["val_clip_accuracy"], len(val_recs))
+    figures.update(train_seconds=round(seconds, 3), advised_verdict=verdict, advice=why)
+    metadata, record = motion_files(ds, args, model, v, figures, grouping)
+    written = write_models(model, ds.category, args.models_dir, metadata, record,
+                           motion.parity_windows(windows[:64]), name=f"{ds.category}_motion")
+    print_motion(ds, figures, frame_seconds, written)
+    return {"motion": {**figures, "onnx_nodes": written["nodes"]}, "advised_verdict": verdict, "advice": why}
 
 
 def run_json(n_train, v, best, seconds, nodes, grouping, history):
@@ -422,11 +493,35 @@ def cross_validate(ds, args):
     return scores, fold_list, grouping, time.perf_counter() - start
 
 
+def cross_validate_motion(ds, args, fold_list):
+    """({name: MotionScores} of the models that judge windows, on the frame models' folds,
+    or {} when the category has no motion model; the reason or None)."""
+    problem = "--no-motion" if not args.motion else motion.motion_problem(ds)
+    if problem:
+        return {}, problem
+    models = motion.sequence_models(args)
+    scores = {name: motion.MotionScores() for name in models}
+    for fold, (train, test) in enumerate(progress(fold_list, desc=f"{ds.category} motion folds", unit="fold")):
+        train_recs, test_recs = motion.recordings(ds, train), motion.recordings(ds, test)
+        for name, model in models.items():
+            if not scores[name].error and test_recs:
+                try:
+                    scores[name].add_fold(model, train_recs, test_recs)
+                except ValueError as e:      # e.g. one class only in a fold's training recordings
+                    scores[name].error = f"fold {fold + 1}: {str(e).splitlines()[0][:160]}"
+    return scores, None
+
+
 def cv_category(ds, args):
     """Cross-validate one category, print the tables; returns its figures for --json."""
     scores, fold_list, grouping, seconds = cross_validate(ds, args)
     print_cv(ds, args, scores, fold_list, grouping, seconds)
-    return evaluation.scores_json(scores, ds, grouping)
+    motion_scores, problem = cross_validate_motion(ds, args, fold_list)
+    print_cv_motion(ds, scores, motion_scores, problem)
+    result = evaluation.scores_json(scores, ds, grouping)
+    for name, s in motion_scores.items():
+        result[name] = {**motion.motion_json(s), "grouping": grouping.name, "n_subjects": grouping.n_subjects}
+    return result
 
 
 # ----------------------------------------------------------------------------- main
@@ -477,6 +572,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="random seed for split, weights and shuffling (default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto: cuda when available)")
     p.add_argument("--strict", action="store_true", help="treat any invalid sample as an error (default: skip it)")
+    p.add_argument("--motion", action=argparse.BooleanOptionalAction, default=True,
+                   help="also train <category>_motion, a MotionClassifier on windows of each recording, when the "
+                        "samples have clips and timestamps and enough recordings are long enough (default: on)")
     p.add_argument("--cv", type=int, metavar="K", default=0,
                    help="K-fold cross-validation against scikit-learn peers instead of training models "
                         "(default: off; writes no models)")
@@ -520,8 +618,8 @@ def check_outputs(args, categories):
     if not args.cv:
         outputs.check_writable(args.models_dir, DataError, "models")
     if args.json:
-        written = [] if args.cv else [os.path.join(args.models_dir, f"{c}{end}") for c in categories
-                                      for end in (".pt", ".onnx", ".json", "_int8.onnx")]
+        written = [] if args.cv else [os.path.join(args.models_dir, f"{c}{kind}{end}") for c in categories
+                                      for kind in ("", "_motion") for end in (".pt", ".onnx", ".json", "_int8.onnx")]
         outputs.check_report_path(args.json, written, DataError)
 
 
@@ -531,10 +629,11 @@ def load_datasets(args, categories, failed):
     datasets = []
     for category in categories:
         try:
-            if category.endswith("_int8"):
-                # quantize.py writes <category>_int8.onnx: this name would collide with another model
+            if category.endswith(("_int8", "_motion")):
+                # quantize.py writes <category>_int8.onnx, train.py <category>_motion: the names would collide
                 raise DataError(f"{os.path.join(args.data_dir, category)}: a category name may not end in "
-                                f"_int8 (quantize.py names its models <category>_int8); rename the folder")
+                                f"_{category.rsplit('_', 1)[1]} (quantize.py names its models <category>_int8, "
+                                f"train.py its motion models <category>_motion); rename the folder")
             datasets.append(Dataset(args.data_dir, category, args.min_visibility))
         except DataError as e:
             print(f"error: {e}", file=sys.stderr)

@@ -148,3 +148,49 @@ def print_robustness(scores, fold_list):
         print(f"  {name:<20}{100 * np.mean(s.accuracy):>8.2f}" + "".join(f"{100 * removed[k]:>8.2f}"
                                                                       for k in REMOVED_POINTS))
     print()
+
+
+def print_motion(ds, f, frame_seconds, written):
+    """A normal run's motion model: validation figures beside the frame vote, the advice, files."""
+    print(f"\nMotion model ({ds.category}_motion, windows of {written_window(f)}):")
+    print(f"  Trained in {f['train_seconds']:.1f} s ({f['train_seconds'] / max(frame_seconds, 1e-9):.2f}x the frame "
+          f"model's {frame_seconds:.1f} s)")
+    print(f"  Validation: {100 * f['val_window_accuracy']:.2f}% of {f['n_val_windows']} windows; per recording "
+          f"{100 * f['val_clip_accuracy']:.2f}% of {f['n_val_clips']} (mean over the windows covering each), "
+          f"frame vote {100 * f['frame_vote_clip_accuracy']:.2f}% on the same recordings")
+    which = "the motion model's" if f["advised_verdict"] == "motion" else "the frame vote's"
+    print(f"  Advice: trust {which} verdict for {ds.category}: {f['advice']}.")
+    print_files(written)
+
+
+def written_window(f):
+    from MediaPipe_Dataset.motion import MOTION_FPS, MOTION_FRAMES
+    return f"{MOTION_FRAMES} frames at {MOTION_FPS:g} per second"
+
+
+def print_cv_motion(ds, scores, motion_scores, problem):
+    """The per-recording table of --cv: the frame models' votes and the models that judge
+    windows, on the same folds and recordings, and which verdict the figures advise."""
+    from MediaPipe_Dataset.motion import advice
+    if problem:
+        print(f"No motion model for {ds.category}: {problem}.\n")
+        return
+    print(f"Per recording, {ds.category}: the frame models' votes and the models that judge windows "
+          f"(the same folds; the recordings with timestamps):")
+    votes = {name: s.clip_figures(ds) for name, s in scores.items() if not s.error}
+    for name, (n, right) in votes.items():
+        print(f"  {name + ' (frame vote)':<34}{100 * right / n:>8.2f}%  of {n}")
+    for name, s in motion_scores.items():
+        if s.error:
+            print(f"  {name:<34}could not be fitted ({s.error}); left out")
+            continue
+        n, right = s.clip_figures()
+        print(f"  {name:<34}{100 * right / n:>8.2f}%  of {n}{s.seconds:>9.1f} s")
+    ours = motion_scores.get("MotionClassifier")
+    if ours is not None and not ours.error and "PoseClassifier" in votes:
+        n, right = votes["PoseClassifier"]
+        m, mine = ours.clip_figures()
+        verdict, why = advice(right / n, mine / m, m)
+        print(f"  Advice: trust {'the motion model' if verdict == 'motion' else 'the frame vote'} for "
+              f"{ds.category}: {why.replace('on the same', 'on')}.")
+    print()

@@ -316,7 +316,10 @@ def test_end_to_end_output_files_and_json(trained):
         r = trained["report"][category]
         assert set(r) == {"n_train", "n_val", "val_accuracy", "best_epoch", "train_seconds", "onnx_nodes",
                           "val_accuracy_points_removed", "val_clip_accuracy", "n_val_clips", "warning",
-                          "grouping", "n_subjects", "val_accuracy_per_epoch"}
+                          "grouping", "n_subjects", "val_accuracy_per_epoch", "motion", "motion_skipped",
+                          "advised_verdict"}
+        assert r["motion"] is None and r["advised_verdict"] == "frames"     # 3-frame clips: too short to follow
+        assert f"No motion model for {category}: {r['motion_skipped']}." in out
         assert len(r["val_accuracy_per_epoch"]) == 3 and r["val_accuracy_per_epoch"][r["best_epoch"] - 1] == pytest.approx(r["val_accuracy"], abs=1e-5)
         assert r["warning"] is None and 0 <= r["val_clip_accuracy"] <= 1
         assert r["onnx_nodes"] == train.onnx_nodes(str(trained["models"] / f"{category}.onnx")) <= 60
