@@ -30,6 +30,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 import train
+from MediaPipe_Dataset import motion
 from MediaPipe_Dataset.samples import (CLASS_NAMES, KEYPOINT_NAMES, MIN_VISIBILITY, NUM_COORDS, DataError, Dataset,
                                        clip_scores, sample_digest)
 
@@ -73,9 +74,11 @@ def check_model(path):
     widths = [[d.dim_value for d in v.type.tensor_type.shape.dim][1:] for v in (proto.graph.input[0],
                                                                                proto.graph.output[0])]
     meta = {p.key: p.value for p in proto.metadata_props}
-    if widths != [[NUM_COORDS], [len(CLASS_NAMES)]]:
+    frames = meta.get("window_frames")            # a MotionClassifier's windows: [N, T, 28]
+    expected = [[int(frames), NUM_COORDS] if frames and frames.isdigit() else [NUM_COORDS], [len(CLASS_NAMES)]]
+    if widths != expected:
         raise ModelError(f"{path}: not a pose model from train.py (input and output widths {widths[0]} and "
-                         f"{widths[1]}; expected [28] and [2])")
+                         f"{widths[1]}; expected {expected[0]} and [2])")
     try:
         ours = (json.loads(meta.get("keypoint_layout", "null")) == KEYPOINT_NAMES
                 and json.loads(meta.get("class_names", "null")) == CLASS_NAMES)
@@ -184,11 +187,12 @@ def latency_us(sessions, x, runs):
     return [np.array(t) for t in times]
 
 
-def call_floor_session():
+def call_floor_session(frame_shape=(NUM_COORDS,)):
     """What one ONNX Runtime call costs at the least: a one-op model (Identity) with the same
-    [N, 28] input and the same session options, timed in the same loop as the models."""
+    [N, 28] input ([N, T, 28] for a motion model) and the same session options, timed in the
+    same loop as the models."""
     from onnx import TensorProto, helper
-    shape = ["batch", NUM_COORDS]
+    shape = ["batch", *frame_shape]
     graph = helper.make_graph([helper.make_node("Identity", ["input"], ["probabilities"])], "call_floor",
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
                               [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, shape)])
@@ -198,7 +202,7 @@ def call_floor_session():
 def throughput(sessions, x, batch_size):
     """Samples per second of each session on batches of batch_size, alternating rounds."""
     reps = int(np.ceil(batch_size / len(x)))
-    batch = np.ascontiguousarray(np.tile(x, (reps, 1))[:batch_size])
+    batch = np.ascontiguousarray(np.tile(x, (reps,) + (1,) * (x.ndim - 1))[:batch_size])
     for sess in sessions:
         predict(sess, batch)
     elapsed, rounds, order = [0.0] * len(sessions), 0, list(range(len(sessions)))
@@ -265,7 +269,7 @@ def missing_point_check(sessions, paths, X):
     """FP32 and INT8 on X with 1 to 4 points removed and on rows with nothing to place
     (train.parity_inputs): both must give finite probabilities summing to 1. Raises
     ModelError otherwise; returns how far INT8 is from FP32 on those rows."""
-    x = train.parity_inputs(X)[len(X):]
+    x = train.parity_inputs(X)[len(X):] if X.ndim == 2 else motion.parity_windows(X)[len(X):]
     probs = [predict(s, x) for s in sessions]
     for path, p in zip(paths, probs):
         if not (np.isfinite(p).all() and np.allclose(p.sum(1), 1, atol=1e-4)):
@@ -310,22 +314,68 @@ def accuracy_figures(sessions, ds, val):
     return figures
 
 
+def motion_window(proto):
+    """(frames, frames per second) of a motion model, from its metadata; None for a frame model."""
+    meta = {p.key: p.value for p in proto.metadata_props}
+    return (int(meta["window_frames"]), float(meta["frame_rate"])) if "window_frames" in meta else None
+
+
+def motion_accuracy_figures(sessions, ds, val, window):
+    """accuracy_figures for a motion model: per window and per recording (the mean over the
+    windows covering it), on all recordings and on the validation ones; also (windows to
+    time, validation windows to check with missing points, or None)."""
+    empty = {"accuracy_all": None, "accuracy_val": None, "clip_accuracy_val": None}
+    figures = {"fp32": dict(empty), "int8": dict(empty), "agreement": None, "max_probability_diff": None,
+               "n_val": None, "n_all": None, "n_missing": None, "n_val_clips": None, "clips_changed": None}
+    if ds is None or not motion.recordings(ds):
+        return figures, None, None
+    recs = motion.recordings(ds)
+    windows, owner = motion.verdict_windows(recs, *window)
+    labels = np.array([r.label for r in recs])[owner]
+    probs = [predict(s, windows) for s in sessions]
+    for key, p in zip(("fp32", "int8"), probs):
+        figures[key]["accuracy_all"] = float((p.argmax(1) == labels).mean())
+    figures.update(agreement=float((probs[0].argmax(1) == probs[1].argmax(1)).mean()), n_all=len(windows),
+                   max_probability_diff=float(np.abs(probs[0] - probs[1]).max()),
+                   n_missing=int(np.isnan(windows).any((1, 2)).sum()))
+    if val is None:
+        return figures, windows, None
+    val_recs = motion.recordings(ds, val)
+    val_windows, val_owner = motion.verdict_windows(val_recs, *window)
+    truth = np.array([r.label for r in val_recs])
+    verdicts = []
+    for key, sess in zip(("fp32", "int8"), sessions):
+        p = predict(sess, val_windows)
+        figures[key]["accuracy_val"] = float((p.argmax(1) == truth[val_owner]).mean())
+        verdicts.append(motion.recording_probabilities(p, val_owner, len(val_recs)).argmax(1))
+        figures[key]["clip_accuracy_val"] = float((verdicts[-1] == truth).mean())
+    figures.update(n_val=len(val_windows), n_val_clips=len(val_recs),
+                   clips_changed=int((verdicts[0] != verdicts[1]).sum()))
+    return figures, windows, val_windows
+
+
 def compare(category, fp32_path, int8_path, args):
     """Measure both models; returns the figures for the report and --json."""
     sessions = [session(fp32_path), session(int8_path)]
-    ds, val, note = load_samples(args.data_dir, category, fp32_path, onnx.load(fp32_path))
-    figures = accuracy_figures(sessions, ds, val)
+    proto = onnx.load(fp32_path)
+    window = motion_window(proto)
+    data_category = category[:-len("_motion")] if window else category
+    ds, val, note = load_samples(args.data_dir, data_category, fp32_path, proto)
+    if window:
+        figures, timing_x, check_x = motion_accuracy_figures(sessions, ds, val, window)
+    else:
+        figures = accuracy_figures(sessions, ds, val)
+        timing_x = ds.X if ds is not None else None
+        check_x = ds.X[val] if val is not None else timing_x
     for key, path in (("fp32", fp32_path), ("int8", int8_path)):
         figures[key] = {"size_bytes": os.path.getsize(path), **figures[key]}
-    figures["note"] = note
-    if ds is not None:
-        timing_x = ds.X
-    else:    # no samples: time on plausible inputs (a standing pose with noise)
-        timing_x = np.random.default_rng(0).normal(0.5, 0.1, (64, NUM_COORDS))
+    figures.update(note=note, unit="windows" if window else "samples", window=window)
+    if timing_x is None:    # no samples: time on plausible inputs (a standing pose with noise)
+        timing_x = np.random.default_rng(0).normal(0.5, 0.1, (64, *([window[0]] if window else []), NUM_COORDS))
     timing_x = np.ascontiguousarray(timing_x, dtype=np.float32)
     figures["missing_check"] = missing_point_check(sessions, (fp32_path, int8_path),
-                                                  timing_x if val is None else ds.X[val])
-    *lat, floor = latency_us(sessions + [call_floor_session()], timing_x, args.runs)
+                                                  timing_x if check_x is None else check_x)
+    *lat, floor = latency_us(sessions + [call_floor_session(timing_x.shape[1:])], timing_x, args.runs)
     tput = throughput(sessions, timing_x, args.batch_size)
     figures["call_floor_p50_us"] = float(np.percentile(floor, 50))
     for key, t, tp in zip(("fp32", "int8"), lat, tput):
@@ -352,15 +402,17 @@ def print_report(category, f, args):
     if f["note"]:
         print(f"  Note: {f['note']}")
     if f["n_all"] is not None:
-        val = f"validation ({f['n_val']} held-out samples)" if f["n_val"] else "validation"
-        print(f"  {'':<10}{val:>34}{'all (' + str(f['n_all']) + ' samples)':>22}")
+        unit = f.get("unit", "samples")
+        val = f"validation ({f['n_val']} held-out {unit})" if f["n_val"] else "validation"
+        print(f"  {'':<10}{val:>34}{'all (' + str(f['n_all']) + ' ' + unit + ')':>22}")
         print(f"  {'Original':<10}{pct(fp['accuracy_val']):>34}{pct(fp['accuracy_all']):>22}")
         print(f"  {'Quantized':<10}{pct(q['accuracy_val']):>34}{pct(q['accuracy_all']):>22}")
-        print(f"  Agreement: {100 * f['agreement']:.2f}% of samples get the same class; "
+        print(f"  Agreement: {100 * f['agreement']:.2f}% of {unit} get the same class; "
               f"largest probability difference {f['max_probability_diff']:.4f}")
-        print(f"  Samples with missing points: {f['n_missing']} of {f['n_all']} (included in the figures above)")
+        print(f"  {unit.capitalize()} with missing points: {f['n_missing']} of {f['n_all']} (included in the figures above)")
         if f["n_val_clips"] is not None:
-            print(f"  Per recording (validation, {f['n_val_clips']} clips; verdict = highest mean probability): "
+            print(f"  Per recording (validation, {f['n_val_clips']} clips; verdict = highest mean probability "
+                  f"over its {unit}): "
                   f"Original {pct(fp['clip_accuracy_val'])}, Quantized {pct(q['clip_accuracy_val'])}; "
                   f"{f['clips_changed']} recording(s) get a different verdict")
     m = f["missing_check"]
@@ -372,7 +424,7 @@ def print_report(category, f, args):
     print(f"  {'':<10}{'latency p50':>14}{'latency p95':>14}{'batch ' + str(args.batch_size) + ' throughput':>28}")
     for name, m in (("Original", fp), ("Quantized", q)):
         print(f"  {name:<10}{m['latency_p50_us']:>11.1f} us{m['latency_p95_us']:>11.1f} us"
-              f"{m['throughput_per_s']:>20,.0f} samples/s")
+              f"{m['throughput_per_s']:>20,.0f} {f.get('unit', 'samples')}/s")
     floor = f["call_floor_p50_us"]
     print(f"  {'Call floor':<10}{floor:>11.1f} us   (a one-op model with the same input, timed in the same loop)")
     print("  " + ratio_words(fp["latency_p50_us"], q["latency_p50_us"], "per single sample (p50)", False) + ".")
@@ -384,8 +436,13 @@ def print_report(category, f, args):
     batch = "INT8" if q["throughput_per_s"] > fp["throughput_per_s"] else "FP32"
     names = {"FP32": f"{category}.onnx", "INT8": f"{category}_int8.onnx"}
     smaller = fp["size_bytes"] / q["size_bytes"]
-    print(f"  Deploy, by this run's figures: {names[single]} for one frame at a time, {names[batch]} for "
+    one = "one window at a time" if f.get("window") else "one frame at a time"
+    print(f"  Deploy, by this run's figures: {names[single]} for {one}, {names[batch]} for "
           f"batches; the INT8 file is {smaller:.1f}x smaller.")
+    if f.get("advised_verdict"):
+        print(f"  Which verdict to trust (train.py's advice, from its validation recordings): "
+              f"{'this motion model' if f['advised_verdict'] == 'motion' else 'the frame model vote'}; "
+              f"{f['advice']}.")
     print("\nReference figures: the project's goals for INT8 against FP32, measured on its own 2-core "
           "machines. Other machines and loads give other speeds; a goal not reached here says nothing about "
           "your model's accuracy:")
@@ -413,8 +470,16 @@ def check_targets(f):
         rows.append(("validation accuracy within 1 point of FP32", change >= -1,
                      f"{'+' if change >= 0 else '-'}{deciding(abs(change), 1)} points"))
     slow = q["latency_p50_us"] / fp["latency_p50_us"]
-    rows.append(("single-sample p50 at most 1.2x FP32's", slow <= 1.2, f"{deciding(slow, 1.2)}x FP32's time"))
     speed = q["throughput_per_s"] / fp["throughput_per_s"]
+    if f.get("window"):        # a motion model: issue 19's goals
+        frame = f.get("frame_fp32_p50_us")
+        if frame:
+            ratio = fp["latency_p50_us"] / frame
+            rows.append(("FP32 window p50 at most 10x the frame model's FP32 p50", ratio <= 10,
+                         f"{deciding(ratio, 10)}x"))
+        rows.append(("batch throughput at least 1.5x FP32", speed >= 1.5, f"{deciding(speed, 1.5)}x"))
+        return rows
+    rows.append(("single-sample p50 at most 1.2x FP32's", slow <= 1.2, f"{deciding(slow, 1.2)}x FP32's time"))
     rows.append(("batch throughput at least 1.7x FP32", speed >= 1.7, f"{deciding(speed, 1.7)}x"))
     floor = fp["latency_p50_us"] / f["call_floor_p50_us"]
     rows.append(("FP32 single-sample p50 at most 3x the call floor", floor <= 3, f"{deciding(floor, 3)}x"))
@@ -516,6 +581,7 @@ def quantize_one(category, path, args, results, failed):
         print(f"Quantized model saved: {os.path.relpath(target)}")
         try:
             results[category] = compare(category, path, target, args)
+            add_motion_context(category, path, results)
             if outputs.file_sha1(path) != source or record_sha1(path) != record_sha1(target):
                 raise ModelError(f"{path}: changed while it was quantized (another train.py run?); "
                                  f"{target} removed, run quantize.py again")
@@ -527,6 +593,18 @@ def quantize_one(category, path, args, results, failed):
     except ModelError as e:
         print(f"error: {e}", file=sys.stderr)
         failed.append(category)
+
+
+def add_motion_context(category, path, results):
+    """For a motion model: the frame model's FP32 latency from this run (its goal is a ratio
+    to it) and train.py's advice from the training record."""
+    f = results[category]
+    if not f.get("window"):
+        return
+    frame = results.get(category[:-len("_motion")])
+    f["frame_fp32_p50_us"] = frame["fp32"]["latency_p50_us"] if frame else None
+    record, _ = training_record(path, onnx.load(path))
+    f["advised_verdict"], f["advice"] = (record or {}).get("advised_verdict"), (record or {}).get("advice")
 
 
 def record_sha1(path):

@@ -380,8 +380,7 @@ def train_category(ds, args):
     model.to(args.device)
     print_files(written)
     result = run_json(len(train_idx), v, best, seconds, written["nodes"], grouping, history)
-    return {**result, **(train_motion(ds, args, train_idx, v, grouping, seconds) if args.motion else
-                         {"motion": None, "motion_skipped": "--no-motion", "advised_verdict": "frames"})}
+    return {**result, **train_motion(ds, args, train_idx, v, grouping, seconds)}
 
 
 # ----------------------------------------------------------------------------- the motion model
@@ -409,7 +408,7 @@ def measure_motion(model, ds, v, val_recs, args):
 
 def motion_files(ds, args, model, v, figures, grouping):
     """(ONNX metadata, training record) of a category's motion model."""
-    window = {"window_frames": motion.MOTION_FRAMES, "frame_rate": motion.MOTION_FPS, "stride": motion.STRIDE,
+    window = {"window_frames": motion.MOTION_FRAMES, "frame_rate": motion.MOTION_FPS, "stride": motion.MOTION_FRAMES // 4,
               "gap_tolerance_s": motion.GAP_TOLERANCE_S}
     metadata = {"category": ds.category, "class_names": CLASS_NAMES, "keypoint_layout": KEYPOINT_NAMES,
                 "input": f"[N, {motion.MOTION_FRAMES}, 28]: windows of {motion.MOTION_FRAMES} frames at "
@@ -429,7 +428,7 @@ def motion_files(ds, args, model, v, figures, grouping):
 def train_motion(ds, args, train_idx, v, grouping, frame_seconds):
     """Train, measure, export and report the category's MotionClassifier on the frame model's
     split, or say in one line why it has none; returns its figures and the advice for --json."""
-    problem = motion.motion_problem(ds)
+    problem = motion.motion_problem(ds) if args.motion else "--no-motion"
     train_recs, val_recs = motion.recordings(ds, train_idx), motion.recordings(ds, v.val_idx)
     if problem is None and (not val_recs or len({r.label for r in train_recs}) < 2):
         problem = "its split leaves no timed recording to validate on, or one class only to train on"

@@ -266,9 +266,9 @@ def parse_args(argv=None):
         p.error("--min-detection-confidence must be between 0 and 1")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.category) or args.category.startswith("."):
         p.error("--category: use letters, digits, '_', '-' or '.', e.g. squat or bicep_curl")
-    if args.category.endswith("_int8"):
-        p.error("--category may not end in _int8 (quantize.py names its models <category>_int8, and train.py "
-                "refuses such a category)")
+    if args.category.endswith(("_int8", "_motion")):
+        p.error("--category may not end in _int8 or _motion (quantize.py names its models <category>_int8, "
+                "train.py its motion models <category>_motion, and train.py refuses such a category)")
     return args
 
 

@@ -225,23 +225,46 @@ class PoseClassifier(nn.Module):
         return torch.where(placed, logits, 0.0)
 
 
-class TemporalInvertedResidual(nn.Module):
-    """MobileNetV2's block along time, on (N, width, T): pointwise expand, depthwise temporal
-    convolution (each channel over `kernel` neighbouring frames), ReLU6, linear pointwise
-    bottleneck, residual add; batch norm after each convolution."""
+class DepthwiseTemporal(nn.Module):
+    """A depthwise convolution along time on (N, T, channels) windows, zero-padded to keep T:
+    each channel its own `kernel` weights over neighbouring frames. Written as a sum of
+    shifted copies (Pad, Slice, Mul, Add in ONNX): ONNX Runtime ran nn.Conv1d's grouped
+    convolution as its slowest node, half a window's time (README "Movements")."""
 
-    def __init__(self, width, expansion, kernel, dropout):
+    def __init__(self, channels, kernel):
         super().__init__()
-        hidden = width * expansion
-        self.block = nn.Sequential(
-            nn.Conv1d(width, hidden, 1, bias=False), nn.BatchNorm1d(hidden), nn.ReLU6(),
-            nn.Conv1d(hidden, hidden, kernel, padding=kernel // 2, groups=hidden, bias=False),
-            nn.BatchNorm1d(hidden), nn.ReLU6(), nn.Dropout(dropout),
-            nn.Conv1d(hidden, width, 1, bias=False), nn.BatchNorm1d(width),     # linear bottleneck
-        )
+        self.kernel = kernel
+        self.weight = nn.Parameter(torch.empty(kernel, channels).uniform_(-1, 1) / math.sqrt(kernel))
 
     def forward(self, x):
-        return x + self.block(x)
+        t = x.shape[1]
+        padded = F.pad(x, (0, 0, self.kernel // 2, self.kernel // 2))
+        return sum(padded[:, j:j + t] * self.weight[j] for j in range(self.kernel))
+
+
+class TemporalInvertedResidual(nn.Module):
+    """MobileNetV2's block along time, on the frames of N windows of T: pointwise expand,
+    depthwise temporal convolution (each channel over `kernel` neighbouring frames), ReLU6,
+    linear pointwise bottleneck, residual add; batch norm after each. The pointwise layers are
+    Linear on (N x T, channels) rather than 1x1 convolutions: the same arithmetic, exported as
+    MatMul, which ONNX Runtime's dynamic INT8 runs fast (MatMulInteger), while its ConvInteger
+    made a window 2.5x slower in batches than FP32 (README "Movements")."""
+
+    def __init__(self, frames, width, expansion, kernel, dropout):
+        super().__init__()
+        hidden, self.frames = width * expansion, frames
+        self.expand = nn.Sequential(nn.Linear(width, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU6())
+        self.depthwise = DepthwiseTemporal(hidden, kernel)
+        self.after = nn.Sequential(nn.BatchNorm1d(hidden), nn.ReLU6())
+        self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, width, bias=False),
+                                     nn.BatchNorm1d(width))                     # linear bottleneck
+
+    def forward(self, x):
+        """(N x T, width) frames, window by window -> the same shape. Reshapes use -1 and
+        the fixed T, so that the ONNX graph needs no Shape arithmetic."""
+        hidden = self.depthwise.weight.shape[1]
+        h = self.depthwise(self.expand(x).reshape(-1, self.frames, hidden)).reshape(-1, hidden)
+        return x + self.project(self.after(h))
 
 
 class MotionClassifier(nn.Module):
@@ -251,7 +274,7 @@ class MotionClassifier(nn.Module):
     Each frame goes through PoseClassifier's first stages (normalize_with_mask,
     masked_features; a frame that cannot be placed, such as an all-NaN frame of a gap, becomes
     zeros), then MobileNetV2 along time: a pointwise stem, inverted residual blocks with
-    depthwise temporal convolutions, then the mean and the maximum over time (a fault is often
+    depthwise temporal convolutions (TemporalInvertedResidual), then the mean and the maximum over time (a fault is often
     an extreme: the smallest elbow angle of a curl) and a classifier. A window with no frame
     that can be placed gets logits 0: [0.5, 0.5]. `frames` and `fps` are the window the model
     was trained on; they travel in `config` with the rest.
@@ -264,18 +287,18 @@ class MotionClassifier(nn.Module):
             raise ValueError(f"input_size must be {NUM_COORDS} (14 points x 2), got {input_size}")
         self.config = dict(frames=frames, fps=fps, input_size=input_size, num_classes=num_classes, width=width,
                            expansion=expansion, blocks=blocks, kernel=kernel, dropout=dropout)
-        self.stem = nn.Sequential(nn.Conv1d(NUM_FEATURES, width, 1, bias=False), nn.BatchNorm1d(width), nn.ReLU6())
-        self.blocks = nn.Sequential(*[TemporalInvertedResidual(width, expansion, kernel, dropout)
+        self.stem = nn.Sequential(nn.Linear(NUM_FEATURES, width, bias=False), nn.BatchNorm1d(width), nn.ReLU6())
+        self.blocks = nn.Sequential(*[TemporalInvertedResidual(frames, width, expansion, kernel, dropout)
                                       for _ in range(blocks)])
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * width, num_classes))
 
     def forward(self, x):
-        n, t = x.shape[0], x.shape[1]
-        z, flags, placed = normalize_with_mask(x.reshape(n * t, NUM_COORDS))
+        frames = self.config["frames"]
+        z, flags, placed = normalize_with_mask(x.reshape(-1, NUM_COORDS))
         f = torch.where(placed, masked_features(z, flags), 0.0)
-        h = self.blocks(self.stem(f.reshape(n, t, NUM_FEATURES).transpose(1, 2)))
-        logits = self.head(torch.cat([h.mean(2), h.amax(2)], 1))
-        return torch.where(placed.reshape(n, t).any(1, keepdim=True), logits, 0.0)
+        h = self.blocks(self.stem(f)).reshape(-1, frames, self.config["width"])
+        logits = self.head(torch.cat([h.mean(1), h.amax(1)], 1))
+        return torch.where(placed.reshape(-1, frames).any(1, keepdim=True), logits, 0.0)
 
 
 class WithSoftmax(nn.Module):

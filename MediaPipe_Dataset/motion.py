@@ -7,8 +7,9 @@ instant takes the nearest frame, or nothing (all NaN, a gap) when no frame is wi
 GAP_TOLERANCE_S. Duplicate timestamps keep the first frame in file order; frames out of
 order are sorted; frames without a timestamp are left out of the recording. A window is
 MOTION_FRAMES consecutive instants; a recording shorter than a window is padded at its end
-with all-NaN frames, which the model reads as "nothing seen". A recording's verdict is the
-mean probability over windows every STRIDE instants that cover it, the last one ending at
+with all-NaN frames (past its last frame's GAP_TOLERANCE_S), which the model reads as
+"nothing seen". A recording's verdict is the
+mean probability over windows every quarter window that cover it, the last one ending at
 its end.
 """
 import dataclasses
@@ -27,9 +28,9 @@ from MediaPipe_Dataset.samples import CLASS_NAMES, NUM_COORDS, NUM_POINTS, progr
 # "Movements"): 16 instants at 10 per second, a 1.5 s window, about half a repetition.
 MOTION_FPS = 10.0
 MOTION_FRAMES = 16
-STRIDE = 4                   # instants between the windows of a verdict
+MOTION_WIDTH = 64
 GAP_TOLERANCE_S = 0.25       # an instant with no frame this close is a gap (all NaN)
-MIN_FRAMES = MOTION_FRAMES // 2     # a recording with fewer instants is too short to learn from
+MIN_FRAMES = 8               # a recording with fewer instants is too short to learn from
 MIN_RECORDINGS = 3           # per class, long enough, for a category to get a motion model
 TRAIN_WINDOWS = 4            # training windows per recording per epoch, per window length it spans
 SPEED = (0.8, 1.25)          # speed change of a training window: its instants 0.8 to 1.25 x apart
@@ -45,10 +46,9 @@ class Recording:
     times: np.ndarray
     X: np.ndarray
 
-    @property
-    def instants(self):
-        """How many instants at MOTION_FPS the recording spans."""
-        return int(math.floor(self.times[-1] * MOTION_FPS + 1e-6)) + 1
+    def instants(self, fps=None):
+        """How many instants at fps (default MOTION_FPS) the recording spans."""
+        return int(math.floor(self.times[-1] * (fps or MOTION_FPS) + 1e-6)) + 1
 
 
 def recordings(ds, index=None):
@@ -72,7 +72,7 @@ def motion_problem(ds):
     if not np.isfinite(ds.timestamps).any():
         return "its samples have no `timestamp`, so the frames of a recording cannot be put in time"
     recs = recordings(ds)
-    long = [sum(r.label == c and r.instants >= MIN_FRAMES for r in recs) for c in (0, 1)]
+    long = [sum(r.label == c and r.instants() >= MIN_FRAMES for r in recs) for c in (0, 1)]
     if min(long) < MIN_RECORDINGS:
         lengths = sorted(len(r.times) for r in recs)
         return (f"it needs {MIN_RECORDINGS} recordings per class of at least {MIN_FRAMES / MOTION_FPS:g} s "
@@ -93,25 +93,28 @@ def sample_at(rec, times, tolerance=GAP_TOLERANCE_S):
     return out
 
 
-def verdict_starts(rec):
-    """Start times of the windows a verdict averages: every STRIDE instants, and one ending at
-    the recording's end; one at 0 for a recording shorter than a window."""
-    last = rec.instants - MOTION_FRAMES
-    starts = list(range(0, last + 1, STRIDE)) if last > 0 else [0]
+def verdict_starts(rec, frames, fps):
+    """Start times of the windows of `frames` instants at `fps` a verdict averages: every
+    quarter window, and one ending at the recording's end; one at 0 for
+    a recording shorter than a window."""
+    last = rec.instants(fps) - frames
+    starts = list(range(0, last + 1, max(1, frames // 4))) if last > 0 else [0]
     if last > starts[-1]:
         starts.append(last)
-    return np.array(starts) / MOTION_FPS
+    return np.array(starts) / fps
 
 
-def verdict_windows(recs):
-    """(windows (W, T, 28), owner (W,) the index of each window's recording)."""
-    steps = np.arange(MOTION_FRAMES) / MOTION_FPS
+def verdict_windows(recs, frames=None, fps=None):
+    """(windows (W, T, 28), owner (W,) the index of each window's recording); T = frames at
+    fps per second, by default the motion model's (MOTION_FRAMES, MOTION_FPS)."""
+    frames, fps = frames or MOTION_FRAMES, fps or MOTION_FPS
+    steps = np.arange(frames) / fps
     windows, owner = [], []
     for i, rec in enumerate(recs):
-        for start in verdict_starts(rec):
+        for start in verdict_starts(rec, frames, fps):
             windows.append(sample_at(rec, start + steps))
             owner.append(i)
-    return np.array(windows, dtype=np.float32).reshape(-1, MOTION_FRAMES, NUM_COORDS), np.array(owner)
+    return np.array(windows, dtype=np.float32).reshape(-1, frames, NUM_COORDS), np.array(owner)
 
 
 def training_windows(recs, rng):
@@ -119,7 +122,7 @@ def training_windows(recs, rng):
     TRAIN_WINDOWS), at random offsets and speeds. (W, T, 28) and their labels (W,)."""
     windows, labels = [], []
     for rec in recs:
-        n = max(TRAIN_WINDOWS, math.ceil(TRAIN_WINDOWS * rec.instants / MOTION_FRAMES))
+        n = max(TRAIN_WINDOWS, math.ceil(TRAIN_WINDOWS * rec.instants() / MOTION_FRAMES))
         speed = rng.uniform(*SPEED, n)
         span = (MOTION_FRAMES - 1) * speed / MOTION_FPS
         starts = rng.uniform(0, 1, n) * np.maximum(rec.times[-1] - span, 0)
@@ -143,7 +146,7 @@ def augment_windows(x, generator, drop_joints):
     x = augment(x, generator, drop_joints)
     if drop_joints > 0:
         x = drop_points(x.reshape(-1, NUM_POINTS, 2), drop_joints * FRAME_DROP_SHARE, generator)
-    return x.reshape(n, MOTION_FRAMES, NUM_COORDS)
+    return x.reshape(n, -1, NUM_COORDS)
 
 
 def fit_motion(recs, args, log=None):
@@ -153,7 +156,7 @@ def fit_motion(recs, args, log=None):
     Returns (model in eval mode, history: per epoch train loss and window accuracy)."""
     torch.manual_seed(args.seed)
     gen, rng = torch.Generator().manual_seed(args.seed), np.random.default_rng(args.seed)
-    model = MotionClassifier(frames=MOTION_FRAMES, fps=MOTION_FPS)
+    model = MotionClassifier(frames=MOTION_FRAMES, fps=MOTION_FPS, width=MOTION_WIDTH)
     recs = normalized(recs)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     per_epoch = math.ceil(len(training_windows(recs, np.random.default_rng(0))[1]) / 32)
@@ -228,7 +231,7 @@ def window_statistics(windows):
 
 class WindowStatistics:
     """The sequence peer: HistGradientBoosting on window_statistics of each verdict window
-    (every STRIDE instants) of the training recordings; a recording's probability is its
+    (every quarter window) of the training recordings; a recording's probability is its
     windows' mean. Its leaves may hold 5 windows (scikit-learn's default, 20, cannot split
     fewer than 40), so it learns from a few dozen recordings."""
     name = "HGB on window statistics"

@@ -332,7 +332,7 @@ def test_re_extracting_with_the_other_label_moves_the_samples(tmp_path):
     assert len(os.listdir(tmp_path / "d" / "pose" / "incorrect pose")) == 10
 
 
-@pytest.mark.parametrize("bad", [["--fps", "nan"], ["--fps", "inf"], ["--category", "squat_int8"]])
+@pytest.mark.parametrize("bad", [["--fps", "nan"], ["--fps", "inf"], ["--category", "squat_int8"], ["--category", "squat_motion"]])
 def test_values_that_would_give_wrong_samples_are_refused(bad, capsys):
     with pytest.raises(SystemExit) as e:
         extract.parse_args([FRAME, "--out", "d", "--category", "pose", "--label", "correct", *bad])
@@ -468,3 +468,26 @@ def test_subject_is_written_into_every_sample_and_train_keeps_people_whole(tmp_p
     assert grouping.name == "subject" and not {ds.subjects[i] for i in train_rows} & {ds.subjects[i] for i in val_rows}
     with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
         extract.parse_args([FRAME, "--out", "d", "--category", "pose", "--label", "correct", "--subject", " "])
+
+
+# ----------------------------------------------------------------------------- issue 19
+@needs_video
+def test_the_readme_ring_buffer_snippet_runs_verbatim_on_the_fixture_clip(tmp_path):
+    from MediaPipe_Dataset.movements import write_movements
+    from test_train import readme_snippet
+    data = write_movements(str(tmp_path / "data"), recordings=4, seconds=3.0)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert train.main(["--data-dir", data, "--models-dir", str(tmp_path / "models"), "--epochs", "2"]) == 0
+    code = readme_snippet("### A verdict per movement, live")
+    assert code.count("'my_video.mp4'") == 1 and f"MEDIAPIPE_33 = {samples.MEDIAPIPE_33}" in code
+    run = lambda video: subprocess.run([sys.executable, "-c", code.replace("'my_video.mp4'", repr(str(video)))],
+                                       cwd=tmp_path, capture_output=True, text=True,
+                                       env={**os.environ, "PYTHONPATH": ROOT})
+    short = run(CLIP)                              # 1 s: shorter than a window, and it says so
+    assert short.returncode == 1 and "is shorter than the model's window (1.6 s)" in short.stderr
+    write_video(tmp_path / "long.mp4", fixture_frames() * 2)       # 2 s at 30 fps: 20 instants at 10 per second
+    run_ = run(tmp_path / "long.mp4")
+    assert run_.returncode == 0, run_.stderr
+    last, video = run_.stdout.split("Last ")[1].split("; video: ")
+    assert last.split(": ")[1].split()[0] in ("Correct", "Incorrect") and video.split()[0] in ("Correct", "Incorrect")
+    assert int(video.split("mean of ")[1].split()[0]) == 20 - train.motion.MOTION_FRAMES + 1   # one per new frame

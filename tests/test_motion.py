@@ -1,0 +1,189 @@
+"""The motion model (issue 19): recordings in time, windows, the model and its ONNX file,
+INT8, --cv, the advice and the skip message. Data: MediaPipe_Dataset/movements.py, curls
+whose label only the tempo shows."""
+import contextlib
+import io
+import json
+import os
+import types
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from conftest import build_dataset
+import quantize
+from MediaPipe_Dataset import motion, samples
+from MediaPipe_Dataset.model import MotionClassifier, augment, drop_points
+from MediaPipe_Dataset.movements import write_movements
+import train
+
+T, FPS = motion.MOTION_FRAMES, motion.MOTION_FPS
+
+
+def run_main(module, *argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = module.main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("motion")
+    data = write_movements(str(root / "data"), recordings=8, seconds=4.0)
+    models = root / "models"
+    code, out, err = run_main(train, "--data-dir", data, "--models-dir", models, "--epochs", "10",
+                              "--json", root / "run.json")
+    assert code == 0, err
+    return {"data": data, "models": models, "out": out, "report": json.loads((root / "run.json").read_text())}
+
+
+def fake_dataset(groups, times, X=None, y=None):
+    n = len(groups)
+    X = np.arange(n * 28, dtype=np.float32).reshape(n, 28) if X is None else X
+    return types.SimpleNamespace(groups=np.array(groups), timestamps=np.array(times, dtype=float), X=X,
+                                 y=np.zeros(n, dtype=np.int64) if y is None else np.array(y))
+
+
+# ----------------------------------------------------------------------------- recordings
+def test_a_recording_is_its_frames_in_time_order_duplicates_keep_the_first_and_untimed_frames_are_left_out():
+    ds = fake_dataset(["a", "a", "a", "a", "b", "a"], [0.2, 0.1, 0.1, np.nan, 0.0, 0.3])
+    (a, b) = motion.recordings(ds)
+    assert a.name == "a" and b.name == "b"
+    np.testing.assert_allclose(a.times, [0.0, 0.1, 0.2])          # from its first frame, sorted, unique
+    assert a.X[0][0] == ds.X[1][0] and a.X[1][0] == ds.X[0][0]     # 0.1 s: the first of the two in file order
+    assert a.X[2][0] == ds.X[5][0]                                   # the frame without a timestamp is left out
+
+
+def test_instants_take_the_nearest_frame_and_gaps_and_the_end_of_a_short_recording_are_nan():
+    times = np.r_[np.arange(0, 1.0, 1 / 30), np.arange(2.0, 3.0, 1 / 30)]      # a one-second gap
+    ds = fake_dataset(["r"] * len(times), times, X=np.repeat(times[:, None], 28, 1).astype(np.float32))
+    (rec,) = motion.recordings(ds)
+    x = motion.sample_at(rec, np.array([0.52, 1.5, 2.1, 3.5]))
+    assert x[0, 0] == pytest.approx(16 / 30) and np.isnan(x[1]).all() and x[2, 0] == pytest.approx(2.1, abs=1 / 60)
+    assert np.isnan(x[3]).all()                                     # past the end
+    short = fake_dataset(["s"] * 5, np.arange(5) / 10)
+    windows, owner = motion.verdict_windows(motion.recordings(short))
+    # frames at 0-0.4 s: instants to 0.6 s take the last frame (within 0.25 s), the rest are NaN
+    assert windows.shape == (1, T, 28) and not np.isnan(windows[0, :7]).any() and np.isnan(windows[0, 7:]).all()
+
+
+def test_verdict_windows_cover_the_recording_every_quarter_window_and_end_at_its_end():
+    ds = fake_dataset(["r"] * 100, np.arange(100) / 30)            # 3.3 s: 34 instants at 10 per second
+    (rec,) = motion.recordings(ds)
+    starts = motion.verdict_starts(rec, T, FPS)
+    assert starts[0] == 0 and np.allclose(np.diff(starts)[:-1], T // 4 / FPS)
+    assert starts[-1] == pytest.approx((rec.instants() - T) / FPS)     # the last window ends at the end
+    windows, owner = motion.verdict_windows([rec, rec])
+    assert len(windows) == 2 * len(starts) and list(owner) == [0] * len(starts) + [1] * len(starts)
+
+
+def test_the_skip_message_says_why_a_category_has_no_motion_model(tmp_path):
+    data = build_dataset(tmp_path / "d")            # 3-frame clips, all at timestamp 0
+    ds = samples.Dataset(data, "stance")
+    assert "needs 3 recordings per class" in motion.motion_problem(ds)
+    ds.timestamps[:] = np.nan
+    assert "no `timestamp`" in motion.motion_problem(ds)
+    ds.has_clips = False
+    assert "no `clip`" in motion.motion_problem(ds)
+
+
+# ----------------------------------------------------------------------------- model and augmentation
+def test_the_motion_model_gives_probabilities_for_missing_points_and_cannot_tell_without_a_pose():
+    torch.manual_seed(0)
+    model = MotionClassifier().eval()
+    x = torch.rand(4, T, 28)
+    x[1, :, 6:10] = float("nan")                  # an arm missing throughout
+    x[2, ::2] = float("nan")                      # every other frame a gap
+    x[3] = float("nan")                           # nothing at all
+    with torch.no_grad():
+        p = torch.softmax(model(x), 1)
+    assert torch.isfinite(p).all() and torch.allclose(p.sum(1), torch.ones(4))
+    assert torch.allclose(p[3], torch.tensor([0.5, 0.5]))
+
+
+def test_a_window_gets_one_mirror_and_keeps_a_dropped_joint_hidden_in_every_frame():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(64, T, 28) * 0.5 + 0.25        # x > 0.25: only the mirror turns a nose's x negative
+    out = augment(x, gen, 0.0).reshape(64, T, 14, 2)
+    mirrored = (out[:, :, 0, 0] < 0.0)             # the nose's x changes sign with the mirror
+    assert (mirrored.all(1) | ~mirrored.any(1)).all()      # never mirrored in some frames only
+    dropped = drop_points(torch.rand(64, T, 14, 2), 1.0, torch.Generator().manual_seed(1))
+    hidden = torch.isnan(dropped[..., 0])
+    assert hidden.any() and (hidden.all(1) == hidden.any(1)).all()     # the same points in every frame
+
+
+# ----------------------------------------------------------------------------- a normal run
+def test_train_writes_the_motion_model_and_its_record_and_advises_it_when_it_wins(trained):
+    names = sorted(os.listdir(trained["models"]))
+    assert names == ["curl.json", "curl.onnx", "curl.pt", "curl_motion.json", "curl_motion.onnx", "curl_motion.pt"]
+    r = trained["report"]["curl"]
+    m = r["motion"]
+    assert set(m) >= {"val_window_accuracy", "val_clip_accuracy", "n_val_clips", "frame_vote_clip_accuracy",
+                      "train_seconds", "onnx_nodes", "advised_verdict"}
+    # the tempo is the label: frames cannot tell, windows can
+    assert m["val_clip_accuracy"] > m["frame_vote_clip_accuracy"] and r["advised_verdict"] == "motion"
+    assert "Advice: trust the motion model's verdict for curl" in trained["out"]
+    record = json.loads((trained["models"] / "curl_motion.json").read_text())
+    assert record["model"]["class"] == "MotionClassifier" and record["advised_verdict"] == "motion"
+    model = train.load_model(str(trained["models"] / "curl_motion.pt"))
+    assert isinstance(model, MotionClassifier) and model.config["frames"] == T
+
+
+def test_the_motion_onnx_file_matches_pytorch_with_missing_points_and_says_its_window(trained):
+    path = str(trained["models"] / "curl_motion.onnx")
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert int(meta["window_frames"]) == T and float(meta["frame_rate"]) == FPS and "min_visibility" in meta
+    ds = samples.Dataset(trained["data"], "curl")
+    windows, _ = motion.verdict_windows(motion.recordings(ds)[:3])
+    x = motion.parity_windows(windows)
+    got = session.run(None, {"input": x})[0]
+    model = train.load_model(str(trained["models"] / "curl_motion.pt"))
+    assert np.isfinite(got).all() and np.allclose(got.sum(1), 1, atol=1e-5)
+    assert np.abs(got - motion.window_probabilities(model, x)).max() <= 1e-5
+    np.testing.assert_allclose(got[-2:], 0.5, atol=1e-6)          # the all-NaN and nose-only windows
+
+
+def test_a_category_ending_in_motion_is_refused(tmp_path):
+    data = build_dataset(tmp_path / "d", categories=("stance", "stance_motion"))
+    code, _, err = run_main(train, "--data-dir", data, "--models-dir", tmp_path / "m", "--epochs", "2")
+    assert code == 1 and "stance_motion: a category name may not end in _motion" in err
+
+
+def test_no_motion_skips_it(tmp_path):
+    data = write_movements(str(tmp_path / "d"), recordings=3, seconds=2.0)
+    code, out, _ = run_main(train, "--data-dir", data, "--models-dir", tmp_path / "m", "--epochs", "1", "--no-motion")
+    assert code == 0 and "No motion model for curl: --no-motion." in out
+    assert sorted(os.listdir(tmp_path / "m")) == ["curl.json", "curl.onnx", "curl.pt"]
+
+
+# ----------------------------------------------------------------------------- quantize.py and --cv
+def test_quantize_makes_the_motion_int8_model_and_reports_windows_and_recordings(trained, tmp_path):
+    code, out, err = run_main(quantize, "--models-dir", trained["models"], "--runs", "30", "--batch-size", "64",
+                              "--json", tmp_path / "q.json")
+    assert code == 0, err
+    assert os.path.isfile(trained["models"] / "curl_motion_int8.onnx")
+    f = json.loads((tmp_path / "q.json").read_text())["curl_motion"]
+    assert f["unit"] == "windows" and f["window"] == [T, FPS] and f["n_val_clips"] >= 1
+    assert 0 <= f["int8"]["clip_accuracy_val"] <= 1 and f["frame_fp32_p50_us"] > 0
+    q = onnx.load(str(trained["models"] / "curl_motion_int8.onnx"))
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in q.graph.node)
+    assert "FP32 window p50 at most 10x the frame model's FP32 p50" in out and "held-out windows" in out
+    assert "Which verdict to trust" in out
+
+
+def test_cv_puts_the_motion_model_and_the_window_statistics_peer_on_the_same_folds(tmp_path):
+    data = write_movements(str(tmp_path / "d"), recordings=6, seconds=3.0)
+    code, out, err = run_main(train, "--data-dir", data, "--cv", "3", "--epochs", "4", "--json", tmp_path / "cv.json")
+    assert code == 0, err
+    r = json.loads((tmp_path / "cv.json").read_text())["curl"]
+    for name in ("MotionClassifier", "HGB on window statistics"):
+        assert r[name]["n_clips"] == 12 and 0 <= r[name]["clip_mean"] <= 1 and r[name]["seconds"] > 0
+    assert r["PoseClassifier"]["n_clips"] == 12
+    assert "Per recording, curl: the frame models' votes and the models that judge windows" in out
+    assert "Advice: trust" in out
