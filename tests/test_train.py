@@ -453,13 +453,13 @@ def test_help_states_every_default():
     run = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--help"], capture_output=True, text=True)
     assert run.returncode == 0
     for flag in ["--data-dir", "--models-dir", "--categories", "--epochs", "--lr", "--batch-size", "--val-split",
-                 "--seed", "--device", "--strict", "--json", "--cv", "--augment"]:
+                 "--seed", "--device", "--strict", "--json", "--cv", "--augment", "--motion"]:
         assert flag in run.stdout
     assert run.stdout.count("default") >= 12
 
 
 def test_readme_flag_table_states_the_real_defaults():
-    assert assert_readme_defaults_match("train.py", train.parse_args([])) == 18
+    assert assert_readme_defaults_match("train.py", train.parse_args([])) == 19
 
 
 # ----------------------------------------------------------------------------- cross-validation
