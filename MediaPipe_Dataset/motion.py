@@ -32,7 +32,7 @@ MOTION_WIDTH = 64
 GAP_TOLERANCE_S = 0.25       # an instant with no frame this close is a gap (all NaN)
 MIN_FRAMES = 8               # a recording with fewer instants is too short to learn from
 MIN_RECORDINGS = 3           # per class, long enough, for a category to get a motion model
-TRAIN_WINDOWS = 4            # training windows per recording per epoch, per window length it spans
+TRAIN_WINDOWS = 16           # training windows per recording per epoch, per window length it spans
 SPEED = (0.8, 1.25)          # speed change of a training window: its instants 0.8 to 1.25 x apart
 FRAME_DROP_SHARE = 0.2       # per-frame joint dropout at this share of --drop-joints, beside per window
 

@@ -187,3 +187,17 @@ def test_cv_puts_the_motion_model_and_the_window_statistics_peer_on_the_same_fol
     assert r["PoseClassifier"]["n_clips"] == 12
     assert "Per recording, curl: the frame models' votes and the models that judge windows" in out
     assert "Advice: trust" in out
+
+
+def test_benchmark_motion_scores_each_configuration_on_the_cv_folds(tmp_path, capsys):
+    from MediaPipe_Dataset import benchmark_motion
+    data = write_movements(str(tmp_path / "d"), recordings=4, seconds=2.0)
+    saved = motion.MOTION_FRAMES, motion.MOTION_FPS, motion.MOTION_WIDTH, motion.TRAIN_WINDOWS
+    try:
+        assert benchmark_motion.main(["--data-dir", data, "--configs", "8/10/32/2", "16/10/32/2", "--seeds", "0",
+                                      "--cv", "2", "--json", str(tmp_path / "b.json")]) == 0
+    finally:
+        benchmark_motion.use(*saved)
+    rows = json.loads((tmp_path / "b.json").read_text())
+    assert [r["config"] for r in rows] == ["8/10.0/32/2", "16/10.0/32/2"]
+    assert all(0 <= r["clip_accuracy"] <= 1 for r in rows) and "Mean per-recording accuracy" in capsys.readouterr().out
