@@ -38,8 +38,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from MediaPipe_Dataset import evaluation, motion
 from MediaPipe_Dataset.motion import MotionNet, WindowStatistics  # noqa: F401  (re-exported)
 from MediaPipe_Dataset.evaluation import REMOVED_POINTS, Scores, accuracy_with_points_removed, cv_folds, remove_points, split
-from MediaPipe_Dataset.reports import (print_cv, print_cv_motion, print_files, print_motion, print_plan, print_statistics,
-                                       print_validation, report_problems)
+from MediaPipe_Dataset.reports import (print_cv, print_cv_motion, print_files, print_motion, print_plan,
+                                       print_statistics, print_validation, report_problems)
 from MediaPipe_Dataset.samples import (  # noqa: F401  (re-exported: notebooks use them from train)
     CLASS_NAMES, KEYPOINT_NAMES, L_HIP, L_SHOULDER, MEDIAPIPE_33, MIN_VISIBILITY, MIRROR, NUM_COORDS, NUM_POINTS,
     R_HIP, R_SHOULDER, TORSO, DataError, Dataset, clip_scores, discover_categories, parse_keypoints,
@@ -47,9 +47,9 @@ from MediaPipe_Dataset.samples import (  # noqa: F401  (re-exported: notebooks u
 
 from MediaPipe_Dataset.model import (  # noqa: F401  (re-exported: notebooks and tests use them from train)
     JOINT_ANGLES, LAYOUT, NORMALIZATION, NUM_ANGLES, NUM_FEATURES, SHOULDER_WEIGHT, TORSO_MULTIPLIER,
-    InvertedResidual, KeypointNormalizer, MotionClassifier, PoseClassifier, WithSoftmax, layout_matrices, load_model, masked_features,
-    missing_mask, normalize_keypoints, normalize_with_mask, pose_features, present_points)
-from MediaPipe_Dataset.model import AUG_JITTER, AUG_ROTATION_DEG, AUG_STRETCH, DROP_PATTERNS, augment, drop_points  # noqa: F401
+    InvertedResidual, KeypointNormalizer, MotionClassifier, PoseClassifier, WithSoftmax, layout_matrices, load_model,
+    masked_features, missing_mask, normalize_keypoints, normalize_with_mask, pose_features, present_points,
+    AUG_JITTER, AUG_ROTATION_DEG, AUG_STRETCH, DROP_PATTERNS, augment, drop_points)
 
 
 # ----------------------------------------------------------------------------- training
@@ -384,6 +384,15 @@ def train_category(ds, args):
 
 
 # ----------------------------------------------------------------------------- the motion model
+def motion_problem(ds, args, grouping):
+    """None when this run can train a motion model for ds, else why not (one phrase)."""
+    if not args.motion:
+        return "--no-motion"
+    if grouping.name == "none":
+        return "--group-by none cuts recordings between training and validation, so windows would be on both sides"
+    return motion.motion_problem(ds)
+
+
 def frame_vote_accuracy(ds, v, names):
     """Per recording accuracy of the frame model's vote on the validation recordings `names`."""
     rows = np.isin(ds.groups[v.val_idx], names)
@@ -408,8 +417,8 @@ def measure_motion(model, ds, v, val_recs, args):
 
 def motion_files(ds, args, model, v, figures, grouping):
     """(ONNX metadata, training record) of a category's motion model."""
-    window = {"window_frames": motion.MOTION_FRAMES, "frame_rate": motion.MOTION_FPS, "stride": motion.MOTION_FRAMES // 4,
-              "gap_tolerance_s": motion.GAP_TOLERANCE_S}
+    window = {"window_frames": motion.MOTION_FRAMES, "frame_rate": motion.MOTION_FPS,
+              "stride": motion.MOTION_FRAMES // 4, "gap_tolerance_s": motion.GAP_TOLERANCE_S}
     metadata = {"category": ds.category, "class_names": CLASS_NAMES, "keypoint_layout": KEYPOINT_NAMES,
                 "input": f"[N, {motion.MOTION_FRAMES}, 28]: windows of {motion.MOTION_FRAMES} frames at "
                          f"{motion.MOTION_FPS:g} per second, raw keypoints",
@@ -428,7 +437,7 @@ def motion_files(ds, args, model, v, figures, grouping):
 def train_motion(ds, args, train_idx, v, grouping, frame_seconds):
     """Train, measure, export and report the category's MotionClassifier on the frame model's
     split, or say in one line why it has none; returns its figures and the advice for --json."""
-    problem = motion.motion_problem(ds) if args.motion else "--no-motion"
+    problem = motion_problem(ds, args, grouping)
     train_recs, val_recs = motion.recordings(ds, train_idx), motion.recordings(ds, v.val_idx)
     if problem is None and (not val_recs or len({r.label for r in train_recs}) < 2):
         problem = "its split leaves no timed recording to validate on, or one class only to train on"
@@ -492,10 +501,10 @@ def cross_validate(ds, args):
     return scores, fold_list, grouping, time.perf_counter() - start
 
 
-def cross_validate_motion(ds, args, fold_list):
+def cross_validate_motion(ds, args, fold_list, grouping):
     """({name: MotionScores} of the models that judge windows, on the frame models' folds,
     or {} when the category has no motion model; the reason or None)."""
-    problem = "--no-motion" if not args.motion else motion.motion_problem(ds)
+    problem = motion_problem(ds, args, grouping)
     if problem:
         return {}, problem
     models = motion.sequence_models(args)
@@ -515,7 +524,7 @@ def cv_category(ds, args):
     """Cross-validate one category, print the tables; returns its figures for --json."""
     scores, fold_list, grouping, seconds = cross_validate(ds, args)
     print_cv(ds, args, scores, fold_list, grouping, seconds)
-    motion_scores, problem = cross_validate_motion(ds, args, fold_list)
+    motion_scores, problem = cross_validate_motion(ds, args, fold_list, grouping)
     print_cv_motion(ds, scores, motion_scores, problem)
     result = evaluation.scores_json(scores, ds, grouping)
     for name, s in motion_scores.items():

@@ -155,10 +155,12 @@ def test_a_category_ending_in_motion_is_refused(tmp_path):
     assert code == 1 and "stance_motion: a category name may not end in _motion" in err
 
 
-def test_no_motion_skips_it(tmp_path):
+@pytest.mark.parametrize("flag, why", [("--no-motion", "--no-motion."),
+                                       ("--group-by=none", "--group-by none cuts recordings")])
+def test_no_motion_and_frames_split_anyhow_skip_it(tmp_path, flag, why):
     data = write_movements(str(tmp_path / "d"), recordings=3, seconds=2.0)
-    code, out, _ = run_main(train, "--data-dir", data, "--models-dir", tmp_path / "m", "--epochs", "1", "--no-motion")
-    assert code == 0 and "No motion model for curl: --no-motion." in out
+    code, out, _ = run_main(train, "--data-dir", data, "--models-dir", tmp_path / "m", "--epochs", "1", flag)
+    assert code == 0 and f"No motion model for curl: {why}" in out
     assert sorted(os.listdir(tmp_path / "m")) == ["curl.json", "curl.onnx", "curl.pt"]
 
 
