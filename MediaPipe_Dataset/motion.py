@@ -8,9 +8,8 @@ GAP_TOLERANCE_S. Duplicate timestamps keep the first frame in file order; frames
 order are sorted; frames without a timestamp are left out of the recording. A window is
 MOTION_FRAMES consecutive instants; a recording shorter than a window is padded at its end
 with all-NaN frames (past its last frame's GAP_TOLERANCE_S), which the model reads as
-"nothing seen". A recording's verdict is the
-mean probability over windows every quarter window that cover it, the last one ending at
-its end.
+"nothing seen". A recording's verdict is the mean probability over windows a quarter
+window apart that cover it, the last one ending at its end.
 """
 import dataclasses
 import math
@@ -22,10 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from MediaPipe_Dataset.model import MotionClassifier, augment, drop_points, normalize_keypoints, pose_features
-from MediaPipe_Dataset.samples import CLASS_NAMES, NUM_COORDS, NUM_POINTS, progress
+from MediaPipe_Dataset.samples import NUM_COORDS, NUM_POINTS, progress
 
 # Chosen by cross-validation on Pose Trainer's recordings and ../shared/datasets (README
-# "Movements"): 16 instants at 10 per second, a 1.5 s window, about half a repetition.
+# "Movements"): 16 instants at 10 per second, a 1.6 s window, and 16 training windows.
 MOTION_FPS = 10.0
 MOTION_FRAMES = 16
 MOTION_WIDTH = 64
@@ -77,7 +76,7 @@ def motion_problem(ds):
         lengths = sorted(len(r.times) for r in recs)
         return (f"it needs {MIN_RECORDINGS} recordings per class of at least {MIN_FRAMES / MOTION_FPS:g} s "
                 f"({MIN_FRAMES} instants at {MOTION_FPS:g} per second) and has {long[1]} correct and {long[0]} "
-                f"incorrect (recordings of {lengths[0]}-{lengths[-1]} frames)")
+                f"incorrect ones (its recordings have {lengths[0]}-{lengths[-1]} frames)")
     return None
 
 
@@ -95,8 +94,8 @@ def sample_at(rec, times, tolerance=GAP_TOLERANCE_S):
 
 def verdict_starts(rec, frames, fps):
     """Start times of the windows of `frames` instants at `fps` a verdict averages: every
-    quarter window, and one ending at the recording's end; one at 0 for
-    a recording shorter than a window."""
+    quarter window, and one ending at the recording's end; one at 0 for a recording shorter
+    than a window."""
     last = rec.instants(fps) - frames
     starts = list(range(0, last + 1, max(1, frames // 4))) if last > 0 else [0]
     if last > starts[-1]:
@@ -296,7 +295,7 @@ def motion_json(figures):
     """--json figures of a sequence model in --cv: clip_mean, n_clips and seconds, like the others."""
     n, right = figures.clip_figures()
     return {"clip_mean": round(right / n, 6) if n else None, "n_clips": n, "seconds": round(figures.seconds, 3),
-            "mean": None, "class_names": CLASS_NAMES}
+            "mean": None, "error": figures.error}
 
 
 def parity_windows(windows, seed=0):
