@@ -9,6 +9,11 @@ A configuration is FRAMES/FPS/WIDTH/WINDOWS: the window (T instants at FPS per s
 model's width, and the training windows per recording per epoch per window length. Each
 line printed is one (configuration, category, seed): per-recording accuracy and seconds;
 the last table is the mean over seeds. --json keeps every line.
+
+    python MediaPipe_Dataset/benchmark_motion.py --summarize cv_seed_*.json
+
+summarizes `train.py --cv K --json` runs instead: per category, the verdicts per recording
+of the frame vote, the motion model, the window-statistics peer and the advice.
 """
 import argparse
 import json
@@ -47,9 +52,48 @@ def score(ds, settings, folds):
     return right / n, scores.seconds
 
 
+def summarize(paths):
+    """The mean over `train.py --cv --json` files (one per seed) of each category's verdicts
+    per recording: the frame vote of PoseClassifier and of the best peer, the motion model,
+    the window-statistics peer, and the verdict the advice picks in each run; and the motion
+    model's fitting time against PoseClassifier's."""
+    runs = []
+    for path in paths:
+        with open(path) as f:
+            runs.append(json.load(f))
+    print(f"Per recording %, mean over {len(runs)} runs ({', '.join(os.path.basename(p) for p in paths[:2])}, ...):")
+    print(f"  {'category':<15}{'PoseClassifier vote':>21}{'best peer vote':>26}{'MotionClassifier':>18}"
+          f"{'HGB on windows':>16}{'advised':>9}{'motion wins/ties/losses':>25}{'time vs frame':>15}")
+    for category in runs[0]:
+        r = [run[category] for run in runs]
+        if "MotionClassifier" not in r[0]:
+            print(f"  {category:<15}no motion model")
+            continue
+        clip = lambda name: 100 * np.mean([x[name]["clip_mean"] for x in r])
+        frame, mine = [x["PoseClassifier"]["clip_mean"] for x in r], [x["MotionClassifier"]["clip_mean"] for x in r]
+        peers = [n for n in r[0] if n not in ("PoseClassifier", "MotionClassifier", "HGB on window statistics")
+                 and r[0][n].get("clip_mean") is not None]
+        best = max(peers, key=clip)
+        advised = 100 * np.mean([m if m > f else f for f, m in zip(frame, mine)])
+        record = (f"{sum(m > f for f, m in zip(frame, mine))}/{sum(m == f for f, m in zip(frame, mine))}/"
+                  f"{sum(m < f for f, m in zip(frame, mine))}")
+        time_ratio = np.mean([x["MotionClassifier"]["seconds"] / x["PoseClassifier"]["seconds"] for x in r])
+        print(f"  {category:<15}{clip('PoseClassifier'):>21.2f}{clip(best):>16.2f} ({best[:8]}){clip('MotionClassifier'):>18.2f}"
+              f"{clip('HGB on window statistics'):>16.2f}{advised:>9.2f}{record:>25}{time_ratio:>14.2f}x")
+    return 0
+
+
 def main(argv=None):
     import train        # train.py's settings (epochs, lr, augmentation) are the motion model's
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["--summarize"]:
+        if len(argv) < 2:
+            print("error: --summarize needs the JSON files of `train.py --cv K --json`", file=sys.stderr)
+            return 2
+        return summarize(argv[1:])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] + " With --summarize FILE...: "
+                                "the mean over train.py --cv --json files of the verdicts per recording.")
     p.add_argument("--data-dir", default="MediaPipe_Dataset", help="dataset folder (default: MediaPipe_Dataset)")
     p.add_argument("--categories", nargs="+", help="categories (default: every one found)")
     p.add_argument("--configs", nargs="+", type=config, required=True, help="FRAMES/FPS/WIDTH/WINDOWS, one or more")

@@ -117,11 +117,12 @@ def verdict_windows(recs, frames=None, fps=None):
 
 
 def training_windows(recs, rng):
-    """One epoch's windows: TRAIN_WINDOWS per window length each recording spans (at least
-    TRAIN_WINDOWS), at random offsets and speeds. (W, T, 28) and their labels (W,)."""
+    """One epoch's windows: TRAIN_WINDOWS per window length each recording spans (at least a
+    quarter of that for a recording shorter than a window, whose windows all start at its
+    beginning), at random offsets and speeds. (W, T, 28) and their labels (W,)."""
     windows, labels = [], []
     for rec in recs:
-        n = max(TRAIN_WINDOWS, math.ceil(TRAIN_WINDOWS * rec.instants() / MOTION_FRAMES))
+        n = max(TRAIN_WINDOWS // 4, math.ceil(TRAIN_WINDOWS * rec.instants() / MOTION_FRAMES))
         speed = rng.uniform(*SPEED, n)
         span = (MOTION_FRAMES - 1) * speed / MOTION_FPS
         starts = rng.uniform(0, 1, n) * np.maximum(rec.times[-1] - span, 0)
