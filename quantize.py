@@ -314,6 +314,13 @@ def accuracy_figures(sessions, ds, val):
     return figures
 
 
+def int8_node_counts(path):
+    """{"int8": matrix products run in INT8, "fp32": MatMul and Gemm nodes left in FP32}."""
+    ops = [n.op_type for n in onnx.load(path).graph.node]
+    return {"int8": sum(op in ("MatMulInteger", "DynamicQuantizeMatMul", "ConvInteger") for op in ops),
+            "fp32": sum(op in ("MatMul", "Gemm") for op in ops)}
+
+
 def motion_window(proto):
     """(frames, frames per second) of a motion model, from its metadata; None for a frame model."""
     meta = {p.key: p.value for p in proto.metadata_props}
@@ -369,7 +376,8 @@ def compare(category, fp32_path, int8_path, args):
         check_x = ds.X[val] if val is not None else timing_x
     for key, path in (("fp32", fp32_path), ("int8", int8_path)):
         figures[key] = {"size_bytes": os.path.getsize(path), **figures[key]}
-    figures.update(note=note, unit="windows" if window else "samples", window=window)
+    figures.update(note=note, unit="windows" if window else "samples", window=window,
+                   int8_nodes=int8_node_counts(int8_path))
     if timing_x is None:    # no samples: time on plausible inputs (a standing pose with noise)
         timing_x = np.random.default_rng(0).normal(0.5, 0.1, (64, *([window[0]] if window else []), NUM_COORDS))
     timing_x = np.ascontiguousarray(timing_x, dtype=np.float32)
@@ -416,7 +424,9 @@ def print_report(category, f, args):
                   f"Original {pct(fp['clip_accuracy_val'])}, Quantized {pct(q['clip_accuracy_val'])}; "
                   f"{f['clips_changed']} recording(s) get a different verdict")
     m = f["missing_check"]
-    print(f"  Missing points: on {m['n']} inputs with 1 to 4 points removed (and 2 with no shoulder or hip), "
+    odd = ("every other frame a gap, and 2 with nothing to place" if f.get("window")
+           else "2 with no shoulder or hip")
+    print(f"  Missing points: on {m['n']} inputs with 1 to 4 points removed (and {odd}), "
           f"both models give finite probabilities; agreement {100 * m['agreement']:.2f}%, "
           f"largest difference {m['max_probability_diff']:.4f}")
     print(f"\nSpeed Comparison (ONNX Runtime {ort.__version__}, CPU, 1 intra-op thread, "
@@ -436,6 +446,11 @@ def print_report(category, f, args):
     batch = "INT8" if q["throughput_per_s"] > fp["throughput_per_s"] else "FP32"
     names = {"FP32": f"{category}.onnx", "INT8": f"{category}_int8.onnx"}
     smaller = fp["size_bytes"] / q["size_bytes"]
+    q_nodes = f.get("int8_nodes") or {}
+    if q_nodes:
+        print(f"  In INT8: {q_nodes['int8']} matrix products; {q_nodes['fp32']} stay FP32 (the keypoint layout's, "
+              f"kept exact)" + ("; the depthwise temporal convolutions are elementwise Mul and Add, which dynamic "
+                                "quantization does not take, so they stay FP32 too" if f.get("window") else "") + ".")
     one = "one window at a time" if f.get("window") else "one frame at a time"
     print(f"  Deploy, by this run's figures: {names[single]} for {one}, {names[batch]} for "
           f"batches; the INT8 file is {smaller:.1f}x smaller.")

@@ -177,6 +177,11 @@ def test_quantize_makes_the_motion_int8_model_and_reports_windows_and_recordings
     assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in q.graph.node)
     assert "FP32 window p50 at most 10x the frame model's FP32 p50" in out and "held-out windows" in out
     assert "Which verdict to trust" in out
+    quantize.quant_pre_process(str(trained["models"] / "curl_motion.onnx"), str(tmp_path / "pre.onnx"),
+                               skip_symbolic_shape=True)
+    fp32_layout = quantize.feature_nodes(onnx.load(str(tmp_path / "pre.onnx")))     # as quantize() sees it
+    assert f["int8_nodes"]["fp32"] == len(fp32_layout) > 0 and f["int8_nodes"]["int8"] > 0   # what the report says
+    assert "depthwise temporal convolutions are elementwise Mul and Add" in out
 
 
 def test_cv_puts_the_motion_model_and_the_window_statistics_peer_on_the_same_folds(tmp_path):
