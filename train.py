@@ -35,11 +35,11 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from MediaPipe_Dataset import evaluation, motion
+from MediaPipe_Dataset import evaluation, motion, pictures
 from MediaPipe_Dataset.motion import MotionNet, WindowStatistics  # noqa: F401  (re-exported)
 from MediaPipe_Dataset.evaluation import REMOVED_POINTS, Scores, accuracy_with_points_removed, cv_folds, remove_points, split
 from MediaPipe_Dataset.reports import (print_cv, print_cv_motion, print_files, print_motion, print_plan,
-                                       print_statistics, print_validation, report_problems)
+                                       print_report, print_statistics, print_validation, report_problems)
 from MediaPipe_Dataset.samples import (  # noqa: F401  (re-exported: notebooks use them from train)
     CLASS_NAMES, KEYPOINT_NAMES, L_HIP, L_SHOULDER, MEDIAPIPE_33, MIN_VISIBILITY, MIRROR, NUM_COORDS, NUM_POINTS,
     R_HIP, R_SHOULDER, TORSO, DataError, Dataset, clip_scores, discover_categories, parse_keypoints,
@@ -380,7 +380,20 @@ def train_category(ds, args):
     model.to(args.device)
     print_files(written)
     result = run_json(len(train_idx), v, best, seconds, written["nodes"], grouping, history)
-    return {**result, **train_motion(ds, args, train_idx, v, grouping, seconds)}
+    result.update(train_motion(ds, args, train_idx, v, grouping, seconds))
+    motion_details = result.pop("_report")
+    return {**result, **category_report(ds, args, v, history, best, train_idx, motion_details)}
+
+
+def category_report(ds, args, v, history, best, train_idx, motion_details):
+    """The suspect labels, and models/<category>_report.html unless --no-report; for --json."""
+    suspects, own = evaluation.suspect_labels(ds, train_idx, args.seed, KeypointNormalizer())
+    path = None
+    if args.report:
+        path = pictures.write(os.path.join(args.models_dir, f"{ds.category}_report.html"),
+                              pictures.category_page(ds, v, history, best, suspects, own, motion_details))
+    print_report(path, ds, suspects)
+    return {"report": path, "suspect_labels": [ds.files[i] for i in suspects]}
 
 
 # ----------------------------------------------------------------------------- the motion model
@@ -443,7 +456,7 @@ def train_motion(ds, args, train_idx, v, grouping, frame_seconds):
         problem = "its split leaves no timed recording to validate on, or one class only to train on"
     if problem:
         print(f"\nNo motion model for {ds.category}: {problem}.")
-        return {"motion": None, "motion_skipped": problem, "advised_verdict": "frames"}
+        return {"motion": None, "motion_skipped": problem, "advised_verdict": "frames", "_report": None}
     start = time.perf_counter()
     model, _ = motion.fit_motion(train_recs, args, log=log)
     seconds = time.perf_counter() - start
@@ -454,7 +467,25 @@ def train_motion(ds, args, train_idx, v, grouping, frame_seconds):
     written = write_models(model, ds.category, args.models_dir, metadata, record,
                            motion.parity_windows(windows[:64]), name=f"{ds.category}_motion")
     print_motion(ds, figures, frame_seconds, written)
-    return {"motion": {**figures, "onnx_nodes": written["nodes"]}, "advised_verdict": verdict, "advice": why}
+    return {"motion": {**figures, "onnx_nodes": written["nodes"]}, "advised_verdict": verdict, "advice": why,
+            "_report": motion_pictures(model, val_recs, windows)}
+
+
+def motion_pictures(model, recs, windows):
+    """For the report: each validation recording's windows (middles, P(correct)), and the
+    windows most confidently misjudged, as their middle frames with captions."""
+    probs = motion.window_probabilities(model, windows)
+    owner = np.concatenate([[i] * len(motion.verdict_starts(r, motion.MOTION_FRAMES, motion.MOTION_FPS))
+                            for i, r in enumerate(recs)]).astype(int)
+    middles = np.concatenate([motion.verdict_starts(r, motion.MOTION_FRAMES, motion.MOTION_FPS) for r in recs])
+    middles = middles + (motion.MOTION_FRAMES - 1) / (2 * motion.MOTION_FPS)
+    labels = np.array([r.label for r in recs])[owner]
+    wrong = np.flatnonzero(probs.argmax(1) != labels)
+    wrong = wrong[np.argsort(-probs[wrong].max(1), kind="stable")][:pictures.MAX_POSES]
+    return {"windows": {r.name: (middles[owner == i], probs[owner == i, 1]) for i, r in enumerate(recs)},
+            "wrong": [(windows[w, motion.MOTION_FRAMES // 2], f"{recs[owner[w]].name[-28:]} at "
+                       f"{middles[w]:.1f} s\n{CLASS_NAMES[labels[w]]}, judged {CLASS_NAMES[1 - labels[w]]} "
+                       f"({probs[w].max():.2f})") for w in wrong]}
 
 
 def run_json(n_train, v, best, seconds, nodes, grouping, history):
@@ -583,6 +614,10 @@ def parse_args(argv=None):
     p.add_argument("--motion", action=argparse.BooleanOptionalAction, default=True,
                    help="also train <category>_motion, a MotionClassifier on windows of each recording, when the "
                         "samples have clips and timestamps and enough recordings are long enough (default: on)")
+    p.add_argument("--report", action=argparse.BooleanOptionalAction, default=None,
+                   help="write models/<category>_report.html (training curves, confusion matrices, recordings over "
+                        "time, the poses misjudged, suspect labels); with --cv, models/cv_report.html "
+                        "(default: on for a normal run, off with --cv)")
     p.add_argument("--cv", type=int, metavar="K", default=0,
                    help="K-fold cross-validation against scikit-learn peers instead of training models "
                         "(default: off; writes no models)")
@@ -602,6 +637,8 @@ def check_args(p, args):
         p.error("--drop-joints and --min-visibility must be between 0 and 1, --label-smoothing at least 0 and below 1")
     if args.cv == 1 or args.cv < 0:
         p.error("--cv needs K >= 2")
+    if args.report is None:
+        args.report = not args.cv
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     elif args.device not in ("cpu", "cuda") or (args.device == "cuda" and not torch.cuda.is_available()):
@@ -623,11 +660,12 @@ def chosen_categories(args):
 def check_outputs(args, categories):
     """Before any training: the models folder can be written, and --json is not one of the
     files this run writes. Raises DataError."""
-    if not args.cv:
-        outputs.check_writable(args.models_dir, DataError, "models")
+    if not args.cv or args.report:
+        outputs.check_writable(args.models_dir, DataError, "models" if not args.cv else "the report")
     if args.json:
-        written = [] if args.cv else [os.path.join(args.models_dir, f"{c}{kind}{end}") for c in categories
-                                      for kind in ("", "_motion") for end in (".pt", ".onnx", ".json", "_int8.onnx")]
+        written = [os.path.join(args.models_dir, "cv_report.html")] if args.cv else [
+            os.path.join(args.models_dir, f"{c}{kind}{end}") for c in categories for kind in ("", "_motion")
+            for end in (".pt", ".onnx", ".json", "_int8.onnx", "_report.html")]
         outputs.check_report_path(args.json, written, DataError)
 
 
@@ -682,6 +720,10 @@ def main(argv=None):
               f"{'the rest not measured' if args.cv else 'the rest not written, their earlier models kept'}"
               f"{'' if args.cv or not args.json else '; no JSON report'}.", file=sys.stderr)
         return 130
+    if args.cv and args.report and results:
+        path = pictures.write(os.path.join(args.models_dir, "cv_report.html"),
+                              pictures.cv_page(results, evaluation.REMOVED_POINTS))
+        print(f"Report: {path} (accuracy per model per frame and per recording, and with points removed)")
     return outputs.finish(results, failed, args.json)
 
 

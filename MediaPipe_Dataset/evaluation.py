@@ -306,6 +306,44 @@ def peers(seed, normalize):
     }
 
 
+# ----------------------------------------------------------------------------- suspect labels
+# A label is a recording's (its folder's), so a recording is suspect when the out-of-fold
+# KNeighbors (MediaPipe's pose classification guide finds bad samples by their nearest
+# neighbours too) gives its frames their own label with a mean probability of at most this;
+# its samples are the list. Chosen with benchmark_suspects.py (README "Pictures").
+SUSPECT_BELOW = 0.25
+SUSPECT_FOLDS = 5
+
+
+def suspect_labels(ds, index, seed, normalize, below=None):
+    """(indices into ds of the samples among `index` whose label looks wrong, most suspect
+    first; their out-of-fold probability of their own label). Out of fold: folds over the
+    samples `index` that keep recordings whole (StratifiedGroupKFold), KNeighbors on the
+    normalized keypoints fitted on the other folds. Listed: the samples of each recording
+    whose frames get their own label with a mean probability of at most `below` (default
+    SUSPECT_BELOW). Empty without 2 recordings per class."""
+    below = SUSPECT_BELOW if below is None else below
+    from sklearn.model_selection import StratifiedGroupKFold
+    index = np.asarray(index)
+    y, groups = ds.y[index], ds.groups[index]
+    per_class = min(len(set(groups[y == c])) for c in (0, 1))
+    if per_class < 2:
+        return np.array([], dtype=int), np.array([])
+    own = np.ones(len(index))
+    splitter = StratifiedGroupKFold(n_splits=min(SUSPECT_FOLDS, per_class), shuffle=True, random_state=seed)
+    knn = peers(seed, normalize)["KNeighbors"]
+    for train, test in splitter.split(ds.X[index], y, groups):
+        if len(set(y[train])) < 2:
+            continue
+        fitted = clone(knn).fit(ds.X[index[train]], y[train])
+        own[test] = fitted.predict_proba(ds.X[index[test]])[np.arange(len(test)), y[test]]
+    names, inverse = np.unique(groups, return_inverse=True)
+    recording_own = np.bincount(inverse, own) / np.bincount(inverse)     # its recording's mean
+    order = np.lexsort((own, recording_own[inverse]))      # the most contradicted recording first
+    order = order[recording_own[inverse][order] <= below]
+    return index[order], own[order]
+
+
 # ----------------------------------------------------------------------------- scores
 @dataclasses.dataclass
 class Scores:

@@ -194,3 +194,17 @@ def print_cv_motion(ds, scores, motion_scores, problem):
         print(f"  Advice: trust {'the motion model' if verdict == 'motion' else 'the frame vote'} for "
               f"{ds.category}: {why.replace('on the same', 'on')}.")
     print()
+
+
+def print_report(path, ds, suspects):
+    """The report's path, and the suspect labels in a line."""
+    if len(suspects):
+        recordings = len(set(ds.groups[suspects]))
+        print(f"Suspect labels: {len(suspects)} training sample(s) of {recordings} recording(s) look like the "
+              f"other class to their nearest neighbours (e.g. {ds.files[suspects[0]]}); check them"
+              + (" in the report" if path else "") + ".")
+    else:
+        print("Suspect labels: none.")
+    if path:
+        print(f"Report: {path} (training curves, confusion matrices, recordings over time, the poses misjudged, "
+              f"suspect labels)\n")

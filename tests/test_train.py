@@ -459,7 +459,7 @@ def test_help_states_every_default():
 
 
 def test_readme_flag_table_states_the_real_defaults():
-    assert assert_readme_defaults_match("train.py", train.parse_args([])) == 19
+    assert assert_readme_defaults_match("train.py", train.parse_args([])) == 20
 
 
 # ----------------------------------------------------------------------------- cross-validation

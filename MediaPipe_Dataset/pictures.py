@@ -1,0 +1,256 @@
+"""Pictures: the HTML report of a category (models/<category>_report.html) and of --cv
+(models/cv_report.html), one self-contained file each that opens in any browser offline:
+matplotlib (Agg) figures inline as PNG, no scripts, no fonts or files from the network.
+numpy and matplotlib only; the figures come from what train.py measured."""
+import base64
+import html
+import io
+import os
+
+import numpy as np
+
+from MediaPipe_Dataset import outputs
+from MediaPipe_Dataset.samples import CLASS_NAMES, KEYPOINT_NAMES, NUM_POINTS
+
+# The bones drawn between the 14 points (names in samples.KEYPOINT_NAMES).
+BONES = [("nose", "neck"), ("neck", "right_shoulder"), ("neck", "left_shoulder"),
+         ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"),
+         ("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"),
+         ("right_shoulder", "right_hip"), ("left_shoulder", "left_hip"), ("right_hip", "left_hip"),
+         ("right_hip", "right_knee"), ("right_knee", "right_ankle"),
+         ("left_hip", "left_knee"), ("left_knee", "left_ankle")]
+MAX_STRIPS = 40          # validation recordings drawn as strips, wrong ones first
+MAX_POSES = 8            # poses drawn per gallery
+
+
+def pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def png(fig):
+    """A matplotlib figure as an <img> with the PNG inline (base64), the figure closed."""
+    plt = pyplot()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+
+
+def curves(history, kept):
+    """Loss and accuracies per epoch, the kept epoch marked."""
+    plt = pyplot()
+    epochs = [h["epoch"] for h in history]
+    fig, (loss, acc) = plt.subplots(1, 2, figsize=(10, 3.2))
+    loss.plot(epochs, [h["train_loss"] for h in history], label="training loss")
+    if "val_loss" in history[0]:
+        loss.plot(epochs, [h["val_loss"] for h in history], label="validation loss")
+    for key, label in (("train_acc", "training"), ("val_acc", "validation"), ("val_acc_2_removed",
+                                                                             "validation, 2 points removed")):
+        if key in history[0]:
+            acc.plot(epochs, [100 * h[key] for h in history], label=label)
+    for ax in (loss, acc):
+        ax.axvline(kept, color="grey", linestyle="--", label=f"kept epoch {kept}")
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    acc.set_ylabel("accuracy %")
+    return png(fig)
+
+
+def confusions(matrices):
+    """{title: 2x2 confusion matrix (rows true, columns predicted)} side by side."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(matrices), figsize=(3.6 * len(matrices), 3.2))
+    for ax, (title, m) in zip(np.atleast_1d(axes), matrices.items()):
+        ax.imshow(m, cmap="Blues")
+        for (i, j), v in np.ndenumerate(m):
+            ax.text(j, i, str(v), ha="center", va="center", color="black" if v < m.max() / 2 else "white")
+        ax.set_xticks([0, 1], CLASS_NAMES)
+        ax.set_yticks([0, 1], CLASS_NAMES)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title, fontsize=9)
+    return png(fig)
+
+
+def strips(recordings):
+    """One strip per recording of P(correct) over time: dicts with name, label, verdict, t
+    (seconds, or frame order), p; optionally motion_t and motion_p, the motion model's windows
+    (at their middle). Wrong verdicts first, at most MAX_STRIPS."""
+    plt = pyplot()
+    chosen = sorted(recordings, key=lambda r: (r["verdict"] == r["label"], r["name"]))[:MAX_STRIPS]
+    fig, axes = plt.subplots(len(chosen), 1, figsize=(10, 0.75 * len(chosen) + 0.4), squeeze=False)
+    for ax, r in zip(axes[:, 0], chosen):
+        ax.plot(r["t"], r["p"], ".-", markersize=2, linewidth=0.8, label="frames")
+        if r.get("motion_p") is not None:
+            ax.plot(r["motion_t"], r["motion_p"], "s-", markersize=3, linewidth=0.8, color="tab:orange",
+                    label="motion windows")
+        ax.axhline(0.5, color="grey", linewidth=0.5)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_yticks([0, 1])
+        wrong = "  WRONG" if r["verdict"] != r["label"] else ""
+        ax.set_title(f"{r['name']}: {CLASS_NAMES[r['label']]}, judged {CLASS_NAMES[r['verdict']]}{wrong}",
+                     fontsize=8, loc="left", color="red" if wrong else "black")
+        ax.tick_params(labelsize=6)
+    axes[0, 0].legend(fontsize=6, loc="upper right")
+    axes[-1, 0].set_xlabel("time (s) · P(correct)")
+    fig.tight_layout()
+    return png(fig)
+
+
+def draw_pose(ax, keypoints, title):
+    """The 14 points and the bones between them; missing points (NaN) and their bones left out."""
+    p = np.asarray(keypoints, dtype=float).reshape(NUM_POINTS, 2)
+    index = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
+    for a, b in BONES:
+        pa, pb = p[index[a]], p[index[b]]
+        if np.isfinite(pa).all() and np.isfinite(pb).all():
+            ax.plot([pa[0], pb[0]], [pa[1], pb[1]], color="tab:blue", linewidth=1.5)
+    present = np.isfinite(p).all(1)
+    ax.scatter(p[present, 0], p[present, 1], s=8, color="tab:red", zorder=3)
+    ax.set_aspect("equal")
+    ax.invert_yaxis()                    # image coordinates: y grows downwards
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=6)
+
+
+def poses(items):
+    """A gallery of (keypoints, caption) drawn as skeletons, at most MAX_POSES."""
+    plt = pyplot()
+    items = items[:MAX_POSES]
+    fig, axes = plt.subplots(1, max(len(items), 1), figsize=(2.2 * max(len(items), 1), 2.8), squeeze=False)
+    for ax, (keypoints, caption) in zip(axes[0], items):
+        draw_pose(ax, keypoints, caption)
+    return png(fig)
+
+
+def table(header, rows):
+    cells = lambda tag, values: "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in values)
+    return (f"<table><tr>{cells('th', header)}</tr>" + "".join(f"<tr>{cells('td', r)}</tr>" for r in rows)
+            + "</table>")
+
+
+def page(title, sections):
+    """A whole HTML page: (heading, body html) sections; nothing loaded from elsewhere."""
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+             "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
+             "img{max-width:100%}")
+    body = "".join(f"<h2>{html.escape(h)}</h2>\n{content}\n" for h, content in sections)
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>\n{body}</body></html>\n")
+
+
+def write(path, text):
+    """Write the page via a temporary file renamed into place; the path."""
+    folder = os.path.dirname(os.path.abspath(path))
+    temp = outputs.temp_path(folder, os.path.basename(path))
+    try:
+        with open(temp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.remove(temp)
+    return path
+
+
+# ----------------------------------------------------------------------------- a normal run's report
+def recording_strips(ds, v, motion_windows=None):
+    """The strips of the validation recordings: frames in time order (file order without
+    timestamps), P(correct) of each, the label and the verdict; the motion model's windows
+    when given ({recording name: (times of the windows' middles, P(correct))})."""
+    groups, y, p = ds.groups[v.val_idx], ds.y[v.val_idx], v.probabilities[:, 1]
+    times = ds.timestamps[v.val_idx]
+    found = []
+    for name in np.unique(groups):
+        rows = np.flatnonzero(groups == name)
+        timed = np.isfinite(times[rows]).all()
+        rows = rows[np.argsort(times[rows], kind="stable")] if timed else rows
+        t = times[rows] - times[rows].min() if timed else np.arange(len(rows))
+        label = int(np.bincount(y[rows], minlength=2).argmax())
+        strip = {"name": str(name), "label": label, "verdict": int(v.probabilities[rows].mean(0).argmax()),
+                 "t": t, "p": p[rows]}
+        if motion_windows and str(name) in motion_windows:
+            strip["motion_t"], strip["motion_p"] = motion_windows[str(name)]
+        found.append(strip)
+    return found
+
+
+def wrong_frames(ds, v):
+    """(keypoints, caption) of the validation frames the model is most confidently wrong about."""
+    pred, confidence = v.probabilities.argmax(1), v.probabilities.max(1)
+    wrong = np.flatnonzero(pred != ds.y[v.val_idx])
+    wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:MAX_POSES]
+    return [(ds.X[v.val_idx[i]], f"{ds.files[v.val_idx[i]][-32:]}\n{CLASS_NAMES[ds.y[v.val_idx[i]]]}, judged "
+             f"{CLASS_NAMES[pred[i]]} ({confidence[i]:.2f})") for i in wrong]
+
+
+def suspect_section(ds, suspects, own):
+    """The suspect labels: a sentence, the first ones drawn (one per recording), the list."""
+    if not len(suspects):
+        return "<p>No training sample's label is contradicted by its nearest neighbours in the other recordings.</p>"
+    recordings = list(dict.fromkeys(ds.groups[suspects]))
+    first = [suspects[np.flatnonzero(ds.groups[suspects] == g)[0]] for g in recordings[:MAX_POSES]]
+    gallery = [(ds.X[i], f"{ds.files[i][-32:]}\nlabelled {CLASS_NAMES[ds.y[i]]}") for i in first]
+    rows = [(ds.files[i], CLASS_NAMES[ds.y[i]], f"{p:.2f}", ds.groups[i]) for i, p in zip(suspects[:200], own[:200])]
+    return (f"<p><b>Check these labels.</b> {len(suspects)} training samples of {len(recordings)} recording(s) "
+            f"look like the other class to their nearest neighbours in the other recordings (out of fold). A "
+            f"mislabeled video or a sample in the wrong folder looks like this; so does a recording that is "
+            f"simply unlike the others. Look at them, and move or remove the wrong ones before training "
+            f"again.</p>\n{poses(gallery)}\n"
+            + table(["file", "label", "P(own label), out of fold", "recording"], rows)
+            + (f"<p>(first 200 of {len(suspects)}; --json has them all)</p>" if len(suspects) > 200 else ""))
+
+
+def category_page(ds, v, history, best, suspects, own, motion=None):
+    """The whole report of a normal run's category. motion: None, or a dict with windows
+    (recording name -> (middles, P(correct))), wrong (list of (keypoints, caption)) and
+    figures (its validation figures)."""
+    from sklearn.metrics import confusion_matrix
+    pred = v.probabilities.argmax(1)
+    matrices = {"per frame": confusion_matrix(ds.y[v.val_idx], pred, labels=[0, 1]),
+                "per recording": confusion_matrix(v.clip_true, v.clip_pred, labels=[0, 1])}
+    sections = [
+        ("Training", f"<p>Kept epoch {best} of {len(history)}.</p>" + curves(history, best)),
+        ("Confusion matrices (validation)", confusions(matrices)),
+        ("Validation recordings over time", "<p>P(correct) of each frame" + (
+            " and of each motion-model window (at its middle)" if motion else "") + "; wrong verdicts first.</p>"
+         + strips(recording_strips(ds, v, motion and motion["windows"]))),
+        ("The validation frames most confidently misjudged", poses(wrong_frames(ds, v)) if (pred != ds.y[v.val_idx]).any()
+         else "<p>None: every validation frame is judged right.</p>"),
+    ]
+    if motion:
+        sections.append(("The motion model's most confidently misjudged windows (their middle frame)",
+                         poses(motion["wrong"]) if motion["wrong"] else "<p>None.</p>"))
+    sections.append(("Suspect labels", suspect_section(ds, suspects, own)))
+    return page(f"{ds.category}: training report", sections)
+
+
+# ----------------------------------------------------------------------------- --cv's report
+def cv_page(results, removed_points):
+    """--cv's report from its --json figures: per category, accuracy per model with the spread
+    over folds (per frame) and per recording, and accuracy against points removed."""
+    plt = pyplot()
+    sections = []
+    for category, models in results.items():
+        frame = {n: m for n, m in models.items() if m.get("mean") is not None}
+        fig, (a, b, c) = plt.subplots(1, 3, figsize=(14, 3.4))
+        names = list(frame)
+        a.barh(names, [100 * frame[n]["mean"] for n in names], xerr=[100 * frame[n]["std"] for n in names])
+        a.set_title("per frame % (mean +- std over folds)", fontsize=9)
+        clips = {n: m for n, m in models.items() if m.get("clip_mean") is not None}
+        b.barh(list(clips), [100 * m["clip_mean"] for m in clips.values()], color="tab:green")
+        b.set_title("per recording %", fontsize=9)
+        for n in names:
+            c.plot([0, *removed_points], [100 * frame[n]["mean"]] + [100 * frame[n]["points_removed"][str(k)]
+                                                                      for k in removed_points], "o-", label=n)
+        c.set_xlabel("points removed from each test frame")
+        c.set_title("per frame % with points removed", fontsize=9)
+        c.legend(fontsize=6)
+        for ax in (a, b):
+            ax.tick_params(labelsize=7)
+        sections.append((category, png(fig)))
+    return page("Cross-validation report", sections)
