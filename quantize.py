@@ -406,6 +406,12 @@ def print_report(category, f, args):
     print(f"  Original: {fp['size_bytes'] / 1e6:.2f} MB ({fp['size_bytes']:,} bytes)")
     print(f"  Quantized: {q['size_bytes'] / 1e6:.2f} MB ({q['size_bytes']:,} bytes)")
     print(f"  Size Reduction: {100 * (1 - q['size_bytes'] / fp['size_bytes']):.1f}%")
+    print_accuracy(f)
+    print_speed(category, f, args)
+
+
+def print_accuracy(f):
+    fp, q = f["fp32"], f["int8"]
     print("\nAccuracy Comparison:")
     if f["note"]:
         print(f"  Note: {f['note']}")
@@ -429,6 +435,10 @@ def print_report(category, f, args):
     print(f"  Missing points: on {m['n']} inputs with 1 to 4 points removed (and {odd}), "
           f"both models give finite probabilities; agreement {100 * m['agreement']:.2f}%, "
           f"largest difference {m['max_probability_diff']:.4f}")
+
+
+def print_speed(category, f, args):
+    fp, q = f["fp32"], f["int8"]
     print(f"\nSpeed Comparison (ONNX Runtime {ort.__version__}, CPU, 1 intra-op thread, "
           f"{WARMUP_RUNS} warm-up runs, {args.runs} timed runs alternating between the models):")
     print(f"  {'':<10}{'latency p50':>14}{'latency p95':>14}{'batch ' + str(args.batch_size) + ' throughput':>28}")
