@@ -110,7 +110,8 @@ def test_a_full_disk_while_saving_fails_that_category_only(tmp_path, two_categor
     (line,) = no_traceback(err)
     assert code == 1 and "cannot write the" in line and "earlier models kept" in line
     assert len(calls) == 2 and sorted(os.listdir(models)) in (
-        ["stance.json", "stance.onnx", "stance.pt"], ["execution.json", "execution.onnx", "execution.pt"])
+        ["stance.json", "stance.onnx", "stance.pt", "stance_report.html"],
+        ["execution.json", "execution.onnx", "execution.pt", "execution_report.html"])
 
 
 def test_ctrl_c_ends_in_one_line_saying_what_was_kept(tmp_path, two_categories, monkeypatch):
@@ -160,7 +161,7 @@ def test_stale_temporary_files_of_ours_are_removed_at_the_start_of_a_run(tmp_pat
         (models / name).write_bytes(b"x" * 100)
     code, _, err = run_train("--data-dir", data, "--models-dir", models, "--epochs", "2")
     assert code == 0 and f"Removed 1 temporary file(s) that an interrupted run left in {models}" in err
-    assert sorted(os.listdir(models)) == sorted(kept + ["stance.json", "stance.onnx", "stance.pt"])
+    assert sorted(os.listdir(models)) == sorted(kept + ["stance.json", "stance.onnx", "stance.pt", "stance_report.html"])
 
 
 # ----------------------------------------------------------------------------- 8-15: lost or wrong
@@ -169,7 +170,7 @@ def test_a_category_ending_in_int8_is_refused_and_others_train(tmp_path):
     code, _, err = run_train("--data-dir", data, "--models-dir", tmp_path / "m", "--epochs", "2")
     (line,) = no_traceback(err)
     assert code == 1 and "stance_int8: a category name may not end in _int8" in line
-    assert sorted(os.listdir(tmp_path / "m")) == ["stance.json", "stance.onnx", "stance.pt"]
+    assert sorted(os.listdir(tmp_path / "m")) == ["stance.json", "stance.onnx", "stance.pt", "stance_report.html"]
 
 
 def test_quantize_never_overwrites_a_file_that_is_not_its_own_int8_model(tmp_path):

@@ -119,7 +119,8 @@ def test_a_window_gets_one_mirror_and_keeps_a_dropped_joint_hidden_in_every_fram
 # ----------------------------------------------------------------------------- a normal run
 def test_train_writes_the_motion_model_and_its_record_and_advises_it_when_it_wins(trained):
     names = sorted(os.listdir(trained["models"]))
-    assert names == ["curl.json", "curl.onnx", "curl.pt", "curl_motion.json", "curl_motion.onnx", "curl_motion.pt"]
+    assert names == ["curl.json", "curl.onnx", "curl.pt", "curl_motion.json", "curl_motion.onnx", "curl_motion.pt",
+                     "curl_report.html"]
     r = trained["report"]["curl"]
     m = r["motion"]
     assert set(m) >= {"val_window_accuracy", "val_clip_accuracy", "n_val_clips", "frame_vote_clip_accuracy",
@@ -161,7 +162,7 @@ def test_no_motion_and_frames_split_anyhow_skip_it(tmp_path, flag, why):
     data = write_movements(str(tmp_path / "d"), recordings=3, seconds=2.0)
     code, out, _ = run_main(train, "--data-dir", data, "--models-dir", tmp_path / "m", "--epochs", "1", flag)
     assert code == 0 and f"No motion model for curl: {why}" in out
-    assert sorted(os.listdir(tmp_path / "m")) == ["curl.json", "curl.onnx", "curl.pt"]
+    assert sorted(os.listdir(tmp_path / "m")) == ["curl.json", "curl.onnx", "curl.pt", "curl_report.html"]
 
 
 # ----------------------------------------------------------------------------- quantize.py and --cv

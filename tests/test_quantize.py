@@ -65,7 +65,8 @@ def test_quantized_models_load_agree_and_keep_interface_and_metadata(models, tra
         assert abs(acc[0] - acc[1]) <= 0.01 + 1e-9
         assert os.path.getsize(int8) < 0.35 * os.path.getsize(fp32)
     assert sorted(os.listdir(models)) == ["execution.json", "execution.onnx", "execution.pt", "execution_int8.onnx",
-                                          "stance.json", "stance.onnx", "stance.pt", "stance_int8.onnx"]
+                                          "execution_report.html", "stance.json", "stance.onnx", "stance.pt",
+                                          "stance_int8.onnx", "stance_report.html"]
 
 
 def test_report_and_json_hold_every_figure(models, trained, tmp_path):
@@ -173,8 +174,8 @@ def test_a_failed_quantization_leaves_no_partial_file(models, trained, monkeypat
     monkeypatch.setattr(quantize, "quantize_dynamic", broken)
     code, _, err = run(models, trained["data"], "--categories", "stance")
     assert code == 1 and "quantization failed" in err and "stance.onnx" in err
-    assert sorted(os.listdir(models)) == ["execution.json", "execution.onnx", "execution.pt",
-                                          "stance.json", "stance.onnx", "stance.pt"]
+    assert sorted(os.listdir(models)) == ["execution.json", "execution.onnx", "execution.pt", "execution_report.html",
+                                          "stance.json", "stance.onnx", "stance.pt", "stance_report.html"]
 
 
 def test_readme_flag_table_states_the_real_defaults():

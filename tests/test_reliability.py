@@ -185,7 +185,7 @@ def test_a_second_run_waits_for_the_one_writing_the_models_folder(tmp_path):
         assert "another train.py or quantize.py run is writing there; waiting" in first_line
         assert os.listdir(models) == []                           # nothing written while it waits
     assert second.wait(timeout=120) == 0
-    assert sorted(os.listdir(models)) == ["stance.json", "stance.onnx", "stance.pt"]
+    assert sorted(os.listdir(models)) == ["stance.json", "stance.onnx", "stance.pt", "stance_report.html"]
 
 
 def test_the_loader_refuses_weights_of_another_run(tmp_path):
@@ -251,7 +251,8 @@ def test_relative_paths_are_from_the_working_directory_and_quantize_follows_the_
         result = subprocess.run([sys.executable, os.path.join(ROOT, script), *extra, "--json", f"{script}.json"],
                                 cwd=tmp_path, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
-    assert sorted(os.listdir(tmp_path / "models")) == ["stance.json", "stance.onnx", "stance.pt", "stance_int8.onnx"]
+    assert sorted(os.listdir(tmp_path / "models")) == ["stance.json", "stance.onnx", "stance.pt", "stance_int8.onnx",
+                                                       "stance_report.html"]
     assert sorted(os.listdir(os.path.join(ROOT, "models"))) == before            # the repository's models untouched
     figures = json.loads((tmp_path / "quantize.py.json").read_text())["stance"]
     assert figures["n_val"] and figures["note"] is None        # measured on the folder the model was trained on

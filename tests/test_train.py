@@ -311,13 +311,14 @@ def test_end_to_end_output_files_and_json(trained):
                  "Batches of 32 (--batch-size auto), 2 per epoch, 3 epochs"]:
         assert text in out, text
     assert sorted(os.listdir(trained["models"])) == ["execution.json", "execution.onnx", "execution.pt",
-                                                     "stance.json", "stance.onnx", "stance.pt"]
+                                                     "execution_report.html", "stance.json", "stance.onnx",
+                                                     "stance.pt", "stance_report.html"]
     for category in ("stance", "execution"):
         r = trained["report"][category]
         assert set(r) == {"n_train", "n_val", "val_accuracy", "best_epoch", "train_seconds", "onnx_nodes",
                           "val_accuracy_points_removed", "val_clip_accuracy", "n_val_clips", "warning",
                           "grouping", "n_subjects", "val_accuracy_per_epoch", "motion", "motion_skipped",
-                          "advised_verdict"}
+                          "advised_verdict", "report", "suspect_labels"}
         assert r["motion"] is None and r["advised_verdict"] == "frames"     # 3-frame clips: too short to follow
         assert f"No motion model for {category}: {r['motion_skipped']}." in out
         assert len(r["val_accuracy_per_epoch"]) == 3 and r["val_accuracy_per_epoch"][r["best_epoch"] - 1] == pytest.approx(r["val_accuracy"], abs=1e-5)
