@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import os
+import textwrap
 
 import numpy as np
 
@@ -184,8 +185,13 @@ def wrong_frames(ds, v):
     pred, confidence = v.probabilities.argmax(1), v.probabilities.max(1)
     wrong = np.flatnonzero(pred != ds.y[v.val_idx])
     wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:MAX_POSES]
-    return [(ds.X[v.val_idx[i]], f"{ds.files[v.val_idx[i]][-32:]}\n{CLASS_NAMES[ds.y[v.val_idx[i]]]}, judged "
+    return [(ds.X[v.val_idx[i]], f"{caption_name(ds, v.val_idx[i])}\n{CLASS_NAMES[ds.y[v.val_idx[i]]]}, judged "
              f"{CLASS_NAMES[pred[i]]} ({confidence[i]:.2f})") for i in wrong]
+
+
+def caption_name(ds, i):
+    """Sample i's file relative to the data folder, wrapped to fit under a pose."""
+    return "\n".join(textwrap.wrap(os.path.join(ds.category, ds.files[i]), 30))
 
 
 def suspect_section(ds, suspects, own):
@@ -194,7 +200,7 @@ def suspect_section(ds, suspects, own):
         return "<p>No training sample's label is contradicted by its nearest neighbours in the other recordings.</p>"
     recordings = list(dict.fromkeys(ds.groups[suspects]))
     first = [suspects[np.flatnonzero(ds.groups[suspects] == g)[0]] for g in recordings[:MAX_POSES]]
-    gallery = [(ds.X[i], f"{ds.files[i][-32:]}\nlabelled {CLASS_NAMES[ds.y[i]]}") for i in first]
+    gallery = [(ds.X[i], f"{caption_name(ds, i)}\nlabelled {CLASS_NAMES[ds.y[i]]}") for i in first]
     rows = [(ds.files[i], CLASS_NAMES[ds.y[i]], f"{p:.2f}", ds.groups[i]) for i, p in zip(suspects[:200], own[:200])]
     return (f"<p><b>Check these labels.</b> {len(suspects)} training samples of {len(recordings)} recording(s) "
             f"look like the other class to their nearest neighbours in the other recordings (out of fold). A "
