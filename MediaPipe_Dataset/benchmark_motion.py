@@ -26,7 +26,7 @@ if __package__ in (None, ""):
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from MediaPipe_Dataset import evaluation, motion  # noqa: E402
+from MediaPipe_Dataset import evaluation, motion, outputs  # noqa: E402
 from MediaPipe_Dataset.samples import Dataset, discover_categories  # noqa: E402
 
 
@@ -123,8 +123,7 @@ def main(argv=None):
                  for cat in categories]
         print(f"  {c:<16}" + "".join(f"{m:>15.2f}" for m in means) + f"{np.mean(means):>9.2f}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        outputs.write_json(args.json, rows)        # atomic, as train.py's
     return 0
 
 

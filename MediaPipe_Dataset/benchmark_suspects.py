@@ -15,7 +15,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
-from MediaPipe_Dataset import evaluation  # noqa: E402
+from MediaPipe_Dataset import evaluation, outputs  # noqa: E402
 from MediaPipe_Dataset.samples import Dataset, discover_categories  # noqa: E402
 
 
@@ -77,8 +77,7 @@ def main(argv=None):
                   f"{mean('recall'):6.2f} (listed {np.mean([x['n_listed'] for x in r]):.0f}); recordings: "
                   f"precision {mean('recording_precision'):6.2f} recall {mean('recording_recall'):6.2f}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        outputs.write_json(args.json, rows)        # atomic, as train.py's
     return 0
 
 

@@ -313,6 +313,7 @@ def peers(seed, normalize):
 # its samples are the list. Chosen with benchmark_suspects.py (README "Pictures").
 SUSPECT_BELOW = 0.25
 SUSPECT_FOLDS = 5
+SUSPECT_NEIGHBOURS = 5
 
 
 def suspect_labels(ds, index, seed, normalize, below=None):
@@ -331,7 +332,7 @@ def suspect_labels(ds, index, seed, normalize, below=None):
         return np.array([], dtype=int), np.array([])
     own = np.ones(len(index))
     splitter = StratifiedGroupKFold(n_splits=min(SUSPECT_FOLDS, per_class), shuffle=True, random_state=seed)
-    knn = peers(seed, normalize)["KNeighbors"]
+    knn = peers(seed, normalize)["KNeighbors"].set_params(kneighborsclassifier__n_neighbors=SUSPECT_NEIGHBOURS)
     for train, test in splitter.split(ds.X[index], y, groups):
         if len(set(y[train])) < 2:
             continue

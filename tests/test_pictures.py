@@ -123,3 +123,14 @@ def test_a_pose_is_drawn_without_its_missing_points():
     assert len(ax.collections[0].get_offsets()) == 13
     assert len(ax.lines) == len(pictures.BONES) - 1              # the forearm to it is left out
     plt.close(fig)
+
+
+def test_benchmark_suspects_scores_the_list_against_the_flipped_recordings(tmp_path, capsys):
+    from MediaPipe_Dataset import benchmark_suspects
+    data = build_dataset(tmp_path / "d", clips_per_class=10, frames=3)
+    assert benchmark_suspects.main(["--data-dir", data, "--seeds", "0", "1", "--json", str(tmp_path / "b.json")]) == 0
+    rows = json.loads((tmp_path / "b.json").read_text())             # 5% of 20 recordings: one flipped
+    assert len(rows) == 2 and all(r["recordings_flipped_train"] <= 1 for r in rows)
+    scored = [r for r in rows if r["recordings_flipped_train"]]
+    assert scored and all(r["recording_recall"] == 1 and r["recording_precision"] == 1 for r in scored)  # easy data
+    assert "Mean over seeds" in capsys.readouterr().out
