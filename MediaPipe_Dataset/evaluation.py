@@ -311,9 +311,21 @@ def peers(seed, normalize):
 # KNeighbors (MediaPipe's pose classification guide finds bad samples by their nearest
 # neighbours too) gives its frames their own label with a mean probability of at most this;
 # its samples are the list. Chosen with benchmark_suspects.py (README "Pictures").
-SUSPECT_BELOW = 0.25
+SUSPECT_BELOW = 0.35
 SUSPECT_FOLDS = 5
 SUSPECT_NEIGHBOURS = 5
+
+
+def neighbours(normalize):
+    """KNeighbors on the normalized keypoints as they are (pose units), missing points
+    imputed and flagged. Not the --cv peer's standard scaling: that blows the noise of
+    coordinates that hardly vary up to the size of those that tell the classes apart."""
+    from sklearn.impute import MissingIndicator, SimpleImputer
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline, make_union
+    from sklearn.preprocessing import FunctionTransformer
+    fill = make_union(SimpleImputer(keep_empty_features=True), MissingIndicator(features="all"))
+    return make_pipeline(FunctionTransformer(normalize), fill, KNeighborsClassifier(SUSPECT_NEIGHBOURS))
 
 
 def suspect_labels(ds, index, seed, normalize, below=None):
@@ -332,7 +344,7 @@ def suspect_labels(ds, index, seed, normalize, below=None):
         return np.array([], dtype=int), np.array([])
     own = np.ones(len(index))
     splitter = StratifiedGroupKFold(n_splits=min(SUSPECT_FOLDS, per_class), shuffle=True, random_state=seed)
-    knn = peers(seed, normalize)["KNeighbors"].set_params(kneighborsclassifier__n_neighbors=SUSPECT_NEIGHBOURS)
+    knn = neighbours(normalize)
     for train, test in splitter.split(ds.X[index], y, groups):
         if len(set(y[train])) < 2:
             continue
