@@ -9,7 +9,9 @@ order are sorted; frames without a timestamp are left out of the recording. A wi
 MOTION_FRAMES consecutive instants; a recording shorter than a window is padded at its end
 with all-NaN frames (past its last frame's GAP_TOLERANCE_S), which the model reads as
 "nothing seen". A recording's verdict is the mean probability over windows a quarter
-window apart that cover it, the last one ending at its end.
+window apart that cover it, the last one ending at its end. Caution: where one class's
+recordings are much shorter than the other's, the padding tells the model which is which,
+and it may learn the length rather than the movement.
 """
 import dataclasses
 import math
