@@ -380,9 +380,8 @@ def train_category(ds, args):
     model.to(args.device)
     print_files(written)
     result = run_json(len(train_idx), v, best, seconds, written["nodes"], grouping, history)
-    result.update(train_motion(ds, args, train_idx, v, grouping, seconds))
-    motion_details = result.pop("_report")
-    return {**result, **category_report(ds, args, v, history, best, train_idx, motion_details)}
+    motion_figures, motion_details = train_motion(ds, args, train_idx, v, grouping, seconds)
+    return {**result, **motion_figures, **category_report(ds, args, v, history, best, train_idx, motion_details)}
 
 
 def category_report(ds, args, v, history, best, train_idx, motion_details):
@@ -449,14 +448,15 @@ def motion_files(ds, args, model, v, figures, grouping):
 
 def train_motion(ds, args, train_idx, v, grouping, frame_seconds):
     """Train, measure, export and report the category's MotionClassifier on the frame model's
-    split, or say in one line why it has none; returns its figures and the advice for --json."""
+    split, or say in one line why it has none. Returns (its figures and the advice for --json,
+    what the report shows of it or None)."""
     problem = motion_problem(ds, args, grouping)
     train_recs, val_recs = motion.recordings(ds, train_idx), motion.recordings(ds, v.val_idx)
     if problem is None and (not val_recs or len({r.label for r in train_recs}) < 2):
         problem = "its split leaves no timed recording to validate on, or one class only to train on"
     if problem:
         print(f"\nNo motion model for {ds.category}: {problem}.")
-        return {"motion": None, "motion_skipped": problem, "advised_verdict": "frames", "_report": None}
+        return {"motion": None, "motion_skipped": problem, "advised_verdict": "frames"}, None
     start = time.perf_counter()
     model, _ = motion.fit_motion(train_recs, args, log=log)
     seconds = time.perf_counter() - start
@@ -467,8 +467,8 @@ def train_motion(ds, args, train_idx, v, grouping, frame_seconds):
     written = write_models(model, ds.category, args.models_dir, metadata, record,
                            motion.parity_windows(windows[:64]), name=f"{ds.category}_motion")
     print_motion(ds, figures, frame_seconds, written)
-    return {"motion": {**figures, "onnx_nodes": written["nodes"]}, "advised_verdict": verdict, "advice": why,
-            "_report": motion_pictures(model, val_recs, windows)}
+    return ({"motion": {**figures, "onnx_nodes": written["nodes"]}, "advised_verdict": verdict, "advice": why},
+            motion_pictures(model, val_recs, windows))
 
 
 def motion_pictures(model, recs, windows):
