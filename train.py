@@ -413,7 +413,8 @@ def frame_vote_accuracy(ds, v, names):
 
 
 def measure_motion(model, ds, v, val_recs, args):
-    """The motion model's validation figures, beside the frame vote on the same recordings."""
+    """(windows, their probabilities, owner, the motion model's validation figures beside the
+    frame vote on the same recordings)."""
     windows, owner = motion.verdict_windows(val_recs)
     probs = motion.window_probabilities(model, windows)
     if not (finite_model(model) and np.isfinite(probs).all()):
@@ -421,7 +422,7 @@ def measure_motion(model, ds, v, val_recs, args):
                         f"--lr {args.lr:g} may be too high); motion model not written")
     labels = np.array([r.label for r in val_recs])
     verdicts = motion.recording_probabilities(probs, owner, len(val_recs)).argmax(1)
-    return windows, {"val_window_accuracy": round(float((probs.argmax(1) == labels[owner]).mean()), 6),
+    return windows, probs, owner, {"val_window_accuracy": round(float((probs.argmax(1) == labels[owner]).mean()), 6),
                      "n_val_windows": len(windows), "val_clip_accuracy": round(float((verdicts == labels).mean()), 6),
                      "n_val_clips": len(val_recs),
                      "frame_vote_clip_accuracy": round(frame_vote_accuracy(ds, v, [r.name for r in val_recs]), 6)}
@@ -460,7 +461,7 @@ def train_motion(ds, args, train_idx, v, grouping, frame_seconds):
     start = time.perf_counter()
     model, _ = motion.fit_motion(train_recs, args, log=log)
     seconds = time.perf_counter() - start
-    windows, figures = measure_motion(model, ds, v, val_recs, args)
+    windows, probs, owner, figures = measure_motion(model, ds, v, val_recs, args)
     verdict, why = motion.advice(figures["frame_vote_clip_accuracy"], figures["val_clip_accuracy"], len(val_recs))
     figures.update(train_seconds=round(seconds, 3), advised_verdict=verdict, advice=why)
     metadata, record = motion_files(ds, args, model, v, figures, grouping)
@@ -468,15 +469,12 @@ def train_motion(ds, args, train_idx, v, grouping, frame_seconds):
                            motion.parity_windows(windows[:64]), name=f"{ds.category}_motion")
     print_motion(ds, figures, frame_seconds, written)
     return ({"motion": {**figures, "onnx_nodes": written["nodes"]}, "advised_verdict": verdict, "advice": why},
-            motion_pictures(model, val_recs, windows))
+            motion_pictures(val_recs, windows, probs, owner))
 
 
-def motion_pictures(model, recs, windows):
+def motion_pictures(recs, windows, probs, owner):
     """For the report: each validation recording's windows (middles, P(correct)), and the
     windows most confidently misjudged, as their middle frames with captions."""
-    probs = motion.window_probabilities(model, windows)
-    owner = np.concatenate([[i] * len(motion.verdict_starts(r, motion.MOTION_FRAMES, motion.MOTION_FPS))
-                            for i, r in enumerate(recs)]).astype(int)
     middles = np.concatenate([motion.verdict_starts(r, motion.MOTION_FRAMES, motion.MOTION_FPS) for r in recs])
     middles = middles + (motion.MOTION_FRAMES - 1) / (2 * motion.MOTION_FPS)
     labels = np.array([r.label for r in recs])[owner]

@@ -145,10 +145,16 @@ def write_json(path, data):
         with open(path, "a") as f:
             f.write(text)
         return
+    write_text(path, text)
+
+
+def write_text(path, text):
+    """Write text (UTF-8) via a temporary file renamed onto the file the path names (through
+    a link, the link stays): a failure leaves no half-written file."""
     real = os.path.realpath(path)
     temp = temp_path(os.path.dirname(real), os.path.basename(real))
     try:
-        with open(temp, "w") as f:
+        with open(temp, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(temp, real)
     except BaseException:

@@ -145,16 +145,8 @@ def page(title, sections):
 
 
 def write(path, text):
-    """Write the page via a temporary file renamed into place; the path."""
-    folder = os.path.dirname(os.path.abspath(path))
-    temp = outputs.temp_path(folder, os.path.basename(path))
-    try:
-        with open(temp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
+    """Write the page via a temporary file renamed into place (outputs.write_text); the path."""
+    outputs.write_text(path, text)
     return path
 
 

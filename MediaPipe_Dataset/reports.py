@@ -152,7 +152,8 @@ def print_robustness(scores, fold_list):
 
 def print_motion(ds, f, frame_seconds, written):
     """A normal run's motion model: validation figures beside the frame vote, the advice, files."""
-    print(f"\nMotion model ({ds.category}_motion, windows of {written_window(f)}):")
+    from MediaPipe_Dataset.motion import MOTION_FPS, MOTION_FRAMES
+    print(f"\nMotion model ({ds.category}_motion, windows of {MOTION_FRAMES} frames at {MOTION_FPS:g} per second):")
     print(f"  Trained in {f['train_seconds']:.1f} s ({f['train_seconds'] / max(frame_seconds, 1e-9):.2f}x the frame "
           f"model's {frame_seconds:.1f} s)")
     print(f"  Validation: {100 * f['val_window_accuracy']:.2f}% of {f['n_val_windows']} windows; per recording "
@@ -162,10 +163,6 @@ def print_motion(ds, f, frame_seconds, written):
     print(f"  Advice: trust {which} verdict for {ds.category}: {f['advice']}.")
     print_files(written)
 
-
-def written_window(f):
-    from MediaPipe_Dataset.motion import MOTION_FPS, MOTION_FRAMES
-    return f"{MOTION_FRAMES} frames at {MOTION_FPS:g} per second"
 
 
 def print_cv_motion(ds, scores, motion_scores, problem):
