@@ -5,12 +5,11 @@ numpy and scikit-learn (no torch): train.py trains and cross-validates with thes
 quantize.py measures its INT8 models with them.
 """
 import dataclasses
-import time
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 
-from MediaPipe_Dataset.samples import CLASS_NAMES, NUM_POINTS, TORSO, DataError, clip_scores
+from MediaPipe_Dataset.samples import CLASS_NAMES, NUM_COORDS, NUM_POINTS, TORSO, DataError, clip_scores
 
 # ----------------------------------------------------------------------------- splits
 FRAME_SPLIT_WARNING = ("validation frames come from the training recordings (a class has too few clips to keep "
@@ -357,65 +356,102 @@ def suspect_labels(ds, index, seed, normalize, below=None):
     return index[order], own[order]
 
 
+# ----------------------------------------------------------------------------- export checks
+def parity_inputs(X, seed=0):
+    """What a frame model's export is checked on: the given samples, the same with 1 to 4
+    points removed, the first with a point half missing (x NaN) and with an infinite
+    coordinate (both count as missing), and rows with nothing to place (all NaN, and only
+    the nose)."""
+    rng = np.random.default_rng(seed)
+    odd = np.tile(X[:1], (2, 1))
+    odd[0, 2 * 3], odd[1, 2 * 4 + 1] = np.nan, np.inf
+    nose_only = np.full((1, NUM_COORDS), np.nan, dtype=np.float32)
+    nose_only[0, :2] = 0.5
+    return np.concatenate([X, *[remove_points(X, k, rng) for k in REMOVED_POINTS], odd[:len(X)],
+                           np.full((1, NUM_COORDS), np.nan, dtype=np.float32), nose_only]).astype(np.float32)
+
+
+def parity_windows(windows, seed=0):
+    """What a motion model's export is checked on: the given windows, the same with 1 to 4
+    points removed from every frame, with every other frame all NaN (a gap), an all-NaN
+    window and a window of nose-only frames (nothing to place)."""
+    rng = np.random.default_rng(seed)
+    flat = windows.reshape(-1, NUM_COORDS)
+    removed = [remove_points(flat, k, rng).reshape(windows.shape) for k in REMOVED_POINTS]
+    gaps = windows.copy()
+    gaps[:, ::2] = np.nan
+    empty = np.full((2,) + windows.shape[1:], np.nan, dtype=np.float32)
+    empty[1, :, :2] = 0.5
+    return np.concatenate([windows, *removed, gaps, empty]).astype(np.float32)
+
+
+def deciding(value, goal):
+    """value with as many decimals (2 to 6) as it takes not to print as the goal it misses or
+    only just reaches: 1.6982 against 1.7 prints as 1.698, not 1.70."""
+    for digits in range(2, 7):
+        text = f"{value:.{digits}f}"
+        if value == goal or float(text) != goal:
+            break
+    return text
+
+
 # ----------------------------------------------------------------------------- scores
 @dataclasses.dataclass
 class Scores:
     """One model's cross-validation figures, fold by fold, and its out-of-fold probabilities
-    (each sample's from the fold that tested it), from which the verdicts per recording come."""
+    (each input's from the fold that tested it), from which the verdicts per recording come.
+    A model of a kind without per-frame figures (frame_figures) is scored per recording only."""
     accuracy: list = dataclasses.field(default_factory=list)
     f1: list = dataclasses.field(default_factory=list)
     removed: list = dataclasses.field(default_factory=list)     # per fold: {k: accuracy with k points removed}
-    out_of_fold: np.ndarray = None
+    parts: list = dataclasses.field(default_factory=list)      # per fold: (keys, groups, labels, probabilities)
     seconds: float = 0.0
     voted: bool = False            # no probabilities: the per-recording verdict is a majority vote
     subsample: int = None          # fitted on a subsample of this many training rows
     error: str = None              # why the model could not be fitted on a fold; no figures then
 
-    def add_fold(self, fitted, ds, train, test, seed, began):
-        """Score a model fitted on `train` on the test fold; `began` is when its fit started."""
+    def add_fold(self, units, probabilities, voted, seconds, per_frame, removed=None, fit_rows=None):
+        """Score one test fold: Units and their probabilities; per_frame: whether accuracy and F1
+        of the units count (frames), or only the recordings."""
         from sklearn.metrics import accuracy_score, f1_score
-        if hasattr(fitted, "predict_proba"):
-            probabilities = fitted.predict_proba(ds.X[test])
-        else:
-            probabilities, self.voted = np.eye(2)[fitted.predict(ds.X[test])], True
-        self.seconds += time.perf_counter() - began
-        pred = probabilities.argmax(1)
-        self.accuracy.append(accuracy_score(ds.y[test], pred))
-        self.f1.append(f1_score(ds.y[test], pred, average="macro"))
-        if self.out_of_fold is None:
-            self.out_of_fold = np.full((len(ds.y), 2), np.nan)
-        self.out_of_fold[test] = probabilities
-        self.removed.append(accuracy_with_points_removed(fitted.predict, ds.X[test], ds.y[test], seed))
-        if getattr(fitted, "n_fit_rows_", len(train)) < len(train):
-            self.subsample = fitted.n_fit_rows_
+        self.seconds += seconds
+        self.voted |= voted
+        if per_frame:
+            pred = probabilities.argmax(1)
+            self.accuracy.append(accuracy_score(units.y, pred))
+            self.f1.append(f1_score(units.y, pred, average="macro"))
+        if removed is not None:
+            self.removed.append(removed)
+        if fit_rows is not None:
+            self.subsample = fit_rows
+        self.parts.append((units.keys, units.groups, units.y, probabilities))
 
-    def clip_figures(self, ds):
-        """(recordings scored, recordings right): each recording's verdict from all its frames'
+    def clip_figures(self):
+        """(recordings scored, recordings right): each recording's verdict from all its inputs'
         out-of-fold probabilities, so that a recording split over folds counts once."""
-        rows = np.flatnonzero(~np.isnan(self.out_of_fold[:, 0]))
-        clip_true, clip_pred = clip_scores(ds.groups[rows], ds.y[rows], self.out_of_fold[rows])
+        if not self.parts:
+            return 0, 0
+        keys, groups, y, probs = (np.concatenate(p) for p in zip(*self.parts))
+        order = np.argsort(keys, kind="stable")
+        clip_true, clip_pred = clip_scores(groups[order], y[order], probs[order])
         return len(clip_true), int((clip_true == clip_pred).sum())
 
     def mean_removed(self):
         return {k: float(np.mean([r[k] for r in self.removed])) for k in REMOVED_POINTS}
 
-
-def scores_json(scores, ds, grouping):
-    """{model name: Scores} -> the --cv figures of each model, for --json, with the grouping of
-    the folds; a model that could not be fitted has its `error` and null figures."""
-    result = {}
-    for name, s in scores.items():
-        if s.error:
-            result[name] = {"error": s.error, "mean": None, "clip_mean": None, "n_clips": None,
-                            "grouping": grouping.name, "n_subjects": grouping.n_subjects}
-            continue
-        n_clips, right = s.clip_figures(ds)
-        result[name] = {"mean": round(float(np.mean(s.accuracy)), 6), "std": round(float(np.std(s.accuracy)), 6),
-                        "folds": [round(float(a), 6) for a in s.accuracy],
-                        "f1_mean": round(float(np.mean(s.f1)), 6),
-                        "clip_mean": round(right / n_clips, 6), "n_clips": n_clips,
-                        "clip_verdict": "majority vote" if s.voted else "mean probability",
-                        "seconds": round(s.seconds, 3), "fitted_on_subsample": s.subsample,
-                        "points_removed": {str(k): round(v, 6) for k, v in s.mean_removed().items()},
-                        "grouping": grouping.name, "n_subjects": grouping.n_subjects}
-    return result
+    def to_json(self, grouping):
+        """The --cv figures of the model for --json, with the grouping of the folds; a model that
+        could not be fitted has its `error` and null figures."""
+        common = {"grouping": grouping.name, "n_subjects": grouping.n_subjects, "error": self.error}
+        if self.error:
+            return {"mean": None, "clip_mean": None, "n_clips": None, **common}
+        n_clips, right = self.clip_figures()
+        clip = {"clip_mean": round(right / n_clips, 6) if n_clips else None, "n_clips": n_clips,
+                "seconds": round(self.seconds, 3)}
+        if not self.accuracy:
+            return {"mean": None, **clip, **common}
+        return {"mean": round(float(np.mean(self.accuracy)), 6), "std": round(float(np.std(self.accuracy)), 6),
+                "folds": [round(float(a), 6) for a in self.accuracy], "f1_mean": round(float(np.mean(self.f1)), 6),
+                **clip, "clip_verdict": "majority vote" if self.voted else "mean probability",
+                "fitted_on_subsample": self.subsample,
+                "points_removed": {str(k): round(v, 6) for k, v in self.mean_removed().items()}, **common}

@@ -1,22 +1,19 @@
-"""The models: the keypoint normalization and features (written as small matrix products so
+"""The networks: the keypoint normalization and features (written as small matrix products so
 that the ONNX graph stays small), PoseClassifier (one frame), MotionClassifier (a window of
-frames) and load_model. torch and numpy only; train.py re-exports every name, so that
-`from train import PoseClassifier, KeypointNormalizer` keeps working. To try another
-normalization or feature set, replace it here (MediaPipe_Dataset.model.normalize_with_mask =
-...): PoseClassifier, MotionClassifier, KeypointNormalizer and the ONNX export all call it
-through this module.
+frames) and the augmentation. torch and numpy only; train.py re-exports the public classes,
+so that `from train import PoseClassifier, KeypointNormalizer` keeps working (load_model is
+store.py's: it reads the record). To try another normalization or feature set, replace it
+here (MediaPipe_Dataset.model.normalize_with_mask = ...): PoseClassifier, MotionClassifier,
+KeypointNormalizer and the ONNX export all call it through this module.
 """
-import json
 import math
-import os
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from MediaPipe_Dataset import outputs
-from MediaPipe_Dataset.samples import L_HIP, L_SHOULDER, MIRROR, NUM_COORDS, NUM_POINTS, R_HIP, R_SHOULDER, TORSO, DataError
+from MediaPipe_Dataset.samples import L_HIP, L_SHOULDER, MIRROR, NUM_COORDS, NUM_POINTS, R_HIP, R_SHOULDER, TORSO
 
 TORSO_MULTIPLIER = 2.5                    # as in MediaPipe's pose classification embedder
 NORMALIZATION = ("center on the hip midpoint (one hip, or the shoulders, when that is all there is); "
@@ -96,8 +93,8 @@ def normalize_with_mask(x):
     """(N, 28) -> (normalized keypoints, 0 where missing; (N, 28) missing flags as 0/1 floats;
     placed (N, 1) bool: False for a pose with no shoulder and no hip, or all at one place).
 
-    PoseClassifier's first stage, and normalize_keypoints's: replace it (train.normalize_with_mask
-    = ...) to try another normalization in training, the model and its ONNX file at once."""
+    PoseClassifier's first stage, and normalize_keypoints's: replace it
+    (MediaPipe_Dataset.model.normalize_with_mask = ...) to try another normalization in training, the model and its ONNX file at once."""
     missing = missing_mask(x)
     flags = missing.float()
     x0 = torch.where(missing, 0.0, x)
@@ -310,35 +307,6 @@ class WithSoftmax(nn.Module):
 
     def forward(self, x):
         return F.softmax(self.model(x), dim=-1)
-
-
-def load_model(path):
-    """models/<category>.pt (or <category>_motion.pt) -> the PoseClassifier (MotionClassifier)
-    it holds, in eval mode, rebuilt with the
-    configuration in its training record (models/<category>.json beside it), so that the
-    caller need not know the width or depth it was trained with. A .pt that is not the one its
-    record was written with (another run's) is refused. Raises DataError."""
-    record_path = os.path.splitext(path)[0] + ".json"
-    try:
-        with open(record_path) as f:
-            record = json.load(f)
-        config = record["model"]["config"]
-        cls = MotionClassifier if record["model"].get("class") == "MotionClassifier" else PoseClassifier
-    except OSError as e:
-        raise DataError(f"{record_path}: cannot read the training record of {path} ({e.strerror})")
-    except (ValueError, KeyError, TypeError):
-        raise DataError(f"{record_path}: not a training record with a model configuration (made by an "
-                        f"older train.py?); load {path} with PoseClassifier() and load_state_dict instead")
-    if record.get("weights_sha1") not in (None, outputs.file_sha1(path)):
-        raise DataError(f"{path}: is not the model its training record {record_path} describes (SHA-1 "
-                        f"differs: written by another run?); retrain, or use the files of one run")
-    model = cls(**config)
-    try:
-        model.load_state_dict(torch.load(path, map_location="cpu"))
-    except (OSError, RuntimeError) as e:
-        raise DataError(f"{path}: cannot be loaded as the {cls.__name__} its record describes "
-                        f"({str(e).splitlines()[0][:120]})")
-    return model.eval()
 
 
 # ----------------------------------------------------------------------------- augmentation

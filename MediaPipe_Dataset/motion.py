@@ -1,41 +1,35 @@
-"""Movements: recordings as time series, the windows the motion model judges, its training,
-the window-statistics peer, and verdicts per recording (torch, numpy, scikit-learn).
+"""Movements: recordings as time series, the windows the motion model judges, its kind
+(MotionKind), the window-statistics peer, and verdicts per recording (torch, numpy,
+scikit-learn).
 
 A recording is the frames of one clip (samples.recording_groups: class folder and clip),
-ordered by `timestamp`. The models see it resampled to a fixed rate (MOTION_FPS): each
-instant takes the nearest frame, or nothing (all NaN, a gap) when no frame is within
-GAP_TOLERANCE_S. Duplicate timestamps keep the first frame in file order; frames out of
+ordered by `timestamp`. The models see it resampled to a fixed rate (WindowConfig.fps):
+each instant takes the nearest frame, or nothing (all NaN, a gap) when no frame is within
+gap_tolerance_s. Duplicate timestamps keep the first frame in file order; frames out of
 order are sorted; frames without a timestamp are left out of the recording. A window is
-MOTION_FRAMES consecutive instants; a recording shorter than a window is padded at its end
-with all-NaN frames (past its last frame's GAP_TOLERANCE_S), which the model reads as
-"nothing seen". A recording's verdict is the mean probability over windows a quarter
-window apart that cover it, the last one ending at its end. Caution: where one class's
-recordings are much shorter than the other's, the padding tells the model which is which,
-and it may learn the length rather than the movement.
+`frames` consecutive instants; a recording shorter than a window is padded at its end
+with all-NaN frames (past its last frame's tolerance), which the model reads as "nothing
+seen". A recording's verdict is the mean probability over windows a quarter window apart
+that cover it, the last one ending at its end. Caution: where one class's recordings are
+much shorter than the other's, the padding tells the model which is which, and it may
+learn the length rather than the movement.
 """
 import dataclasses
 import math
-import time
 import warnings
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from sklearn.base import BaseEstimator
 
-from MediaPipe_Dataset.model import MotionClassifier, augment, drop_points, normalize_keypoints, pose_features
-from MediaPipe_Dataset.samples import NUM_COORDS, NUM_POINTS, progress
+from MediaPipe_Dataset import evaluation, training
+from MediaPipe_Dataset.config import MotionNetConfig, WindowConfig, as_dict, from_dict
+from MediaPipe_Dataset.kinds import Kind, NetClassifier, Units
+from MediaPipe_Dataset.model import (NORMALIZATION, MotionClassifier, augment, drop_points, normalize_keypoints,
+                                     pose_features)
+from MediaPipe_Dataset.samples import NUM_COORDS, NUM_POINTS
 
-# Chosen by cross-validation on Pose Trainer's recordings and ../shared/datasets (README
-# "Movements"): 16 instants at 10 per second, a 1.6 s window, and 16 training windows.
-MOTION_FPS = 10.0
-MOTION_FRAMES = 16
-MOTION_WIDTH = 64
-GAP_TOLERANCE_S = 0.25       # an instant with no frame this close is a gap (all NaN)
-MIN_FRAMES = 8               # a recording with fewer instants is too short to learn from
-MIN_RECORDINGS = 3           # per class, long enough, for a category to get a motion model
-TRAIN_WINDOWS = 16           # training windows per recording per epoch, per window length it spans
-SPEED = (0.8, 1.25)          # speed change of a training window: its instants 0.8 to 1.25 x apart
-FRAME_DROP_SHARE = 0.2       # per-frame joint dropout at this share of --drop-joints, beside per window
+WINDOW = WindowConfig()       # the defaults; a fitted model's own window is window_of(model)
 
 
 @dataclasses.dataclass
@@ -48,8 +42,8 @@ class Recording:
     X: np.ndarray
 
     def instants(self, fps=None):
-        """How many instants at fps (default MOTION_FPS) the recording spans."""
-        return int(math.floor(self.times[-1] * (fps or MOTION_FPS) + 1e-6)) + 1
+        """How many instants at fps (default WindowConfig's) the recording spans."""
+        return int(math.floor(self.times[-1] * (fps or WINDOW.fps) + 1e-6)) + 1
 
 
 def recordings(ds, index=None):
@@ -66,23 +60,24 @@ def recordings(ds, index=None):
     return found
 
 
-def motion_problem(ds):
+def motion_problem(ds, window=WINDOW):
     """None when a category's data can give a motion model, else one sentence why not."""
     if not ds.has_clips:
         return "its samples have no `clip`, so there are no recordings to follow over time"
     if not np.isfinite(ds.timestamps).any():
         return "its samples have no `timestamp`, so the frames of a recording cannot be put in time"
     recs = recordings(ds)
-    long = [sum(r.label == c and r.instants() >= MIN_FRAMES for r in recs) for c in (0, 1)]
-    if min(long) < MIN_RECORDINGS:
+    long = [sum(r.label == c and r.instants(window.fps) >= window.min_frames for r in recs) for c in (0, 1)]
+    if min(long) < window.min_recordings:
         lengths = sorted(len(r.times) for r in recs)
-        return (f"it needs {MIN_RECORDINGS} recordings per class of at least {MIN_FRAMES / MOTION_FPS:g} s "
-                f"({MIN_FRAMES} instants at {MOTION_FPS:g} per second) and has {long[1]} correct and {long[0]} "
-                f"incorrect ones (its recordings have {lengths[0]}-{lengths[-1]} frames)")
+        return (f"it needs {window.min_recordings} recordings per class of at least "
+                f"{window.min_frames / window.fps:g} s ({window.min_frames} instants at {window.fps:g} per second) "
+                f"and has {long[1]} correct and {long[0]} incorrect ones (its recordings have "
+                f"{lengths[0]}-{lengths[-1]} frames)")
     return None
 
 
-def sample_at(rec, times, tolerance=GAP_TOLERANCE_S):
+def sample_at(rec, times, tolerance=WINDOW.gap_tolerance_s):
     """(len(times), 28) keypoints of rec at the given times: the nearest frame, or NaN when
     none is within tolerance (a gap, or past the recording's end)."""
     right = np.clip(np.searchsorted(rec.times, times), 1, len(rec.times) - 1) if len(rec.times) > 1 else \
@@ -94,42 +89,41 @@ def sample_at(rec, times, tolerance=GAP_TOLERANCE_S):
     return out
 
 
-def verdict_starts(rec, frames, fps):
-    """Start times of the windows of `frames` instants at `fps` a verdict averages: every
-    quarter window, and one ending at the recording's end; one at 0 for a recording shorter
-    than a window."""
-    last = rec.instants(fps) - frames
-    starts = list(range(0, last + 1, max(1, frames // 4))) if last > 0 else [0]
+def verdict_starts(rec, window=WINDOW):
+    """Start times of the windows a verdict averages: every stride (a quarter window), and
+    one ending at the recording's end; one at 0 for a recording shorter than a window."""
+    last = rec.instants(window.fps) - window.frames
+    starts = list(range(0, last + 1, window.stride)) if last > 0 else [0]
     if last > starts[-1]:
         starts.append(last)
-    return np.array(starts) / fps
+    return np.array(starts) / window.fps
 
 
-def verdict_windows(recs, frames=None, fps=None):
-    """(windows (W, T, 28), owner (W,) the index of each window's recording); T = frames at
-    fps per second, by default the motion model's (MOTION_FRAMES, MOTION_FPS)."""
-    frames, fps = frames or MOTION_FRAMES, fps or MOTION_FPS
-    steps = np.arange(frames) / fps
+def verdict_windows(recs, window=WINDOW):
+    """(windows (W, T, 28), owner (W,) the index of each window's recording), T = window.frames
+    at window.fps per second."""
+    steps = np.arange(window.frames) / window.fps
     windows, owner = [], []
     for i, rec in enumerate(recs):
-        for start in verdict_starts(rec, frames, fps):
-            windows.append(sample_at(rec, start + steps))
+        for start in verdict_starts(rec, window):
+            windows.append(sample_at(rec, start + steps, window.gap_tolerance_s))
             owner.append(i)
-    return np.array(windows, dtype=np.float32).reshape(-1, frames, NUM_COORDS), np.array(owner)
+    return np.array(windows, dtype=np.float32).reshape(-1, window.frames, NUM_COORDS), np.array(owner, dtype=int)
 
 
-def training_windows(recs, rng):
-    """One epoch's windows: TRAIN_WINDOWS per window length each recording spans (at least a
+def training_windows(recs, rng, window=WINDOW):
+    """One epoch's windows: train_windows per window length each recording spans (at least a
     quarter of that for a recording shorter than a window, whose windows all start at its
     beginning), at random offsets and speeds. (W, T, 28) and their labels (W,)."""
     windows, labels = [], []
     for rec in recs:
-        n = max(TRAIN_WINDOWS // 4, math.ceil(TRAIN_WINDOWS * rec.instants() / MOTION_FRAMES))
-        speed = rng.uniform(*SPEED, n)
-        span = (MOTION_FRAMES - 1) * speed / MOTION_FPS
+        n = max(window.train_windows // 4, math.ceil(window.train_windows * rec.instants(window.fps) / window.frames))
+        speed = rng.uniform(*window.speed, n)
+        span = (window.frames - 1) * speed / window.fps
         starts = rng.uniform(0, 1, n) * np.maximum(rec.times[-1] - span, 0)
         for start, s in zip(starts, speed):
-            windows.append(sample_at(rec, start + np.arange(MOTION_FRAMES) * s / MOTION_FPS, GAP_TOLERANCE_S * s))
+            windows.append(sample_at(rec, start + np.arange(window.frames) * s / window.fps,
+                                     window.gap_tolerance_s * s))
         labels += [rec.label] * n
     return np.array(windows, dtype=np.float32), np.array(labels, dtype=np.int64)
 
@@ -141,58 +135,6 @@ def normalized(recs):
         return [dataclasses.replace(r, X=normalize_keypoints(torch.from_numpy(r.X)).numpy()) for r in recs]
 
 
-def augment_windows(x, generator, drop_joints):
-    """augment per window (one mirror, rotation, stretch, joints hidden through the window),
-    then joints lost in single frames."""
-    n = x.shape[0]
-    x = augment(x, generator, drop_joints)
-    if drop_joints > 0:
-        x = drop_points(x.reshape(-1, NUM_POINTS, 2), drop_joints * FRAME_DROP_SHARE, generator)
-    return x.reshape(n, -1, NUM_COORDS)
-
-
-def fit_motion(recs, args, log=None):
-    """Train a MotionClassifier on training Recordings with train.py's settings (epochs, lr,
-    cosine schedule, label smoothing, augmentation, seed); keeps the last epoch (the schedule
-    decays to 0, and no epoch is picked on validation data, which then only measures).
-    Returns (model in eval mode, history: per epoch train loss and window accuracy)."""
-    torch.manual_seed(args.seed)
-    gen, rng = torch.Generator().manual_seed(args.seed), np.random.default_rng(args.seed)
-    model = MotionClassifier(frames=MOTION_FRAMES, fps=MOTION_FPS, width=MOTION_WIDTH)
-    recs = normalized(recs)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    per_epoch = math.ceil(len(training_windows(recs, np.random.default_rng(0))[1]) / 32)
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs * per_epoch)
-                 if args.schedule == "cosine" else None)
-    history = []
-    for epoch in progress(range(1, args.epochs + 1), desc="Motion model", unit="epoch", leave=False,
-                          disable_if=log is None):
-        model.train()
-        x, y = training_windows(recs, rng)
-        x, y = torch.from_numpy(x), torch.from_numpy(y)
-        order, total, right = torch.randperm(len(y), generator=gen), 0.0, 0
-        for idx in order.split(32)[:per_epoch]:
-            if len(idx) < 2:
-                continue                 # batch norm cannot train on one window
-            xb = augment_windows(x[idx], gen, args.drop_joints) if args.augment else x[idx]
-            optimizer.zero_grad()
-            logits = model(xb)
-            loss = F.cross_entropy(logits, y[idx], label_smoothing=args.label_smoothing)
-            loss.backward()
-            optimizer.step()
-            if scheduler:
-                scheduler.step()
-            total, right = total + loss.item() * len(idx), right + int((logits.argmax(1) == y[idx]).sum())
-        history.append({"epoch": epoch, "train_loss": total / len(y), "train_acc": right / len(y)})
-    return model.eval(), history
-
-
-def window_probabilities(model, windows):
-    """(W, 2) probabilities of a MotionClassifier in eval mode for (W, T, 28) windows."""
-    with torch.no_grad():
-        return F.softmax(model(torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))), 1).numpy()
-
-
 def recording_probabilities(window_probs, owner, n):
     """(n, 2): each recording's mean window probability."""
     sums = np.zeros((n, 2))
@@ -200,23 +142,130 @@ def recording_probabilities(window_probs, owner, n):
     return sums / np.maximum(np.bincount(owner, minlength=n), 1)[:, None]
 
 
-class MotionNet:
-    """The motion model behind fit(recordings) / predict_proba(recordings) -> (R, 2), as the
-    peers of the per-recording table are."""
-    name = "MotionClassifier"
-
-    def __init__(self, settings):
-        self.settings = settings
-
-    def fit(self, recs):
-        self.model_ = fit_motion(recs, self.settings)[0]
-        return self
-
-    def predict_proba(self, recs):
-        windows, owner = verdict_windows(recs)
-        return recording_probabilities(window_probabilities(self.model_, windows), owner, len(recs))
+def window_units(recs, window):
+    """The verdict windows of recs as Units: times are the windows' middles."""
+    windows, owner = verdict_windows(recs, window)
+    middles = np.concatenate([verdict_starts(r, window) for r in recs]) if recs else np.zeros(0)
+    names, labels = np.array([r.name for r in recs]), np.array([r.label for r in recs], dtype=np.int64)
+    return Units(windows, labels[owner], names[owner], middles + (window.frames - 1) / (2 * window.fps),
+                 np.arange(len(owner)), windows[:, window.frames // 2])
 
 
+class MotionKind(Kind):
+    """MotionClassifier: a window of one recording, [N, T, 28] -> [N, 2]; a recording's
+    verdict is the mean over the windows covering it."""
+    name, title, suffix, unit = "motion", "motion model", "_motion", "windows"
+    verdict, vote_words, model_class = "motion", "the motion model", MotionClassifier
+    help = ("also train <category>_motion, a MotionClassifier on windows of each recording, when the samples have "
+            "clips and timestamps and enough recordings are long enough (default: on)")
+
+    def __init__(self, net=None, window=None):
+        self.net, self.window = net or MotionNetConfig(), window or WindowConfig()
+
+    def window_of(self, model):
+        """A fitted model's own window: its frames and rate, the rest of this kind's WindowConfig."""
+        return dataclasses.replace(self.window, frames=model.config["frames"], fps=model.config["fps"])
+
+    def problem(self, ds, grouping, split=None):
+        if grouping.name == "none":
+            return "--group-by none cuts recordings between training and validation, so windows would be on both sides"
+        found = motion_problem(ds, self.window)
+        if found is None and split is not None:
+            train_recs, val_recs = recordings(ds, split[0]), recordings(ds, split[1])
+            if not val_recs or len({r.label for r in train_recs}) < 2:
+                return "its split leaves no timed recording to validate on, or one class only to train on"
+        return found
+
+    def data(self, ds, index):
+        return recordings(ds, index)
+
+    def build(self, window=None):
+        window = window or self.window
+        return MotionClassifier(frames=window.frames, fps=window.fps, **as_dict(self.net))
+
+    def augment(self, x, generator, drop_joints):
+        """augment per window (one mirror, rotation, stretch, joints hidden through the window),
+        then joints lost in single frames."""
+        n = x.shape[0]
+        x = augment(x, generator, drop_joints)
+        if drop_joints > 0:
+            x = drop_points(x.reshape(-1, NUM_POINTS, 2), drop_joints * self.window.frame_drop_share, generator)
+        return x.reshape(n, -1, NUM_COORDS)
+
+    def fit(self, train, val, settings, log=None):
+        """Keeps the last epoch (the schedule decays to 0, and no epoch is picked on validation
+        data, which then only measures)."""
+        recs = normalized(train)
+        epoch = lambda rng: tuple(map(torch.from_numpy, training_windows(recs, rng, self.window)))
+        return training.fit(self.build, epoch, settings, self.augment, None, log, "Motion model")
+
+    def units(self, data, model=None):
+        return window_units(data, self.window_of(model) if model is not None else self.window)
+
+    def predict_proba(self, model, recs, settings):
+        units, probs = self.judge(model, recs, settings)
+        index = {r.name: i for i, r in enumerate(recs)}
+        return recording_probabilities(probs, np.array([index[g] for g in units.groups], dtype=int), len(recs))
+
+    def parity_inputs(self, units):
+        return evaluation.parity_windows(units.x[:64])
+
+    def input_shape(self, config):
+        return (config["frames"], NUM_COORDS)
+
+    def metadata(self, ds, model, settings):
+        w = self.window_of(model)
+        return {**super().metadata(ds, model, settings),
+                "input": f"[N, {w.frames}, 28]: windows of {w.frames} frames at {w.fps:g} per second, raw keypoints",
+                "normalization": NORMALIZATION + " (inside the model, per frame: feed raw keypoints)",
+                "missing_points": "NaN (x and y); a window with no frame to place gives [0.5, 0.5]",
+                **self.window_keys(w)}
+
+    @staticmethod
+    def window_keys(w):
+        """The window as the ONNX metadata and the record have always named it."""
+        return {"window_frames": w.frames, "frame_rate": w.fps, "stride": w.stride, "gap_tolerance_s": w.gap_tolerance_s}
+
+    def config(self, model):
+        return {"network": model.config, "window": as_dict(self.window_of(model))}
+
+    def from_record(self, record):
+        """This kind with the window a training record holds (older records: `window`'s keys)."""
+        window = (record.get("config") or {}).get("window")
+        if window is None and isinstance(record.get("window"), dict):
+            old = record["window"]
+            window = {"frames": old.get("window_frames"), "fps": old.get("frame_rate"),
+                      "gap_tolerance_s": old.get("gap_tolerance_s", WINDOW.gap_tolerance_s)}
+        return MotionKind(self.net, from_dict(WindowConfig, window))
+
+    def figures(self, v):
+        return {"val_window_accuracy": round(v.accuracy, 6), "n_val_windows": len(v.units),
+                **{k: x for k, x in super().figures(v).items() if k != "val_accuracy"}}
+
+    def cv_models(self, settings):
+        return {"MotionClassifier": NetClassifier(self, settings), WindowStatistics.name: WindowStatistics(
+            settings.seed, self.window)}
+
+    def cv_predict(self, fitted, recs):
+        labels = np.array([r.label for r in recs], dtype=np.int64)
+        names = np.array([r.name for r in recs])
+        units = Units(np.zeros((len(recs), 0)), labels, names, np.full(len(recs), np.nan), names,
+                      np.zeros((len(recs), NUM_COORDS)))
+        return units, fitted.predict_proba(recs), False
+
+    def quantization_goals(self, f, others):
+        fp, q = f["fp32"], f["int8"]
+        rows = []
+        frame = others.get(f["category"][:-len(self.suffix)])
+        if frame:
+            ratio = fp["latency_p50_us"] / frame["fp32"]["latency_p50_us"]
+            rows.append(("FP32 window p50 at most 10x the frame model's FP32 p50", ratio <= 10,
+                         f"{evaluation.deciding(ratio, 10)}x"))
+        speed = q["throughput_per_s"] / fp["throughput_per_s"]
+        return rows + [("batch throughput at least 1.5x FP32", speed >= 1.5, f"{evaluation.deciding(speed, 1.5)}x")]
+
+
+# ----------------------------------------------------------------------------- the peer
 def window_statistics(windows):
     """(W, T, 28) raw windows -> (W, 5 x 58): mean, spread, minimum, maximum and range over time
     of each normalized feature (pose_features), frames that cannot be placed left out."""
@@ -231,86 +280,24 @@ def window_statistics(windows):
         return np.concatenate([np.nanmean(f, 1), np.nanstd(f, 1), lo, hi, hi - lo], 1)
 
 
-class WindowStatistics:
+class WindowStatistics(BaseEstimator):
     """The sequence peer: HistGradientBoosting on window_statistics of each verdict window
     (every quarter window) of the training recordings; a recording's probability is its
     windows' mean. Its leaves may hold 5 windows (scikit-learn's default, 20, cannot split
     fewer than 40), so it learns from a few dozen recordings."""
     name = "HGB on window statistics"
 
-    def __init__(self, seed=0):
-        self.seed = seed
+    def __init__(self, seed=0, window=WINDOW):
+        self.seed, self.window = seed, window
 
     def fit(self, recs):
         from sklearn.ensemble import HistGradientBoostingClassifier
-        windows, owner = verdict_windows(recs)
+        windows, owner = verdict_windows(recs, self.window)
         labels = np.array([recs[i].label for i in owner])
         self.model_ = HistGradientBoostingClassifier(min_samples_leaf=5, max_leaf_nodes=15, random_state=self.seed)
         self.model_.fit(window_statistics(windows), labels)
         return self
 
     def predict_proba(self, recs):
-        windows, owner = verdict_windows(recs)
+        windows, owner = verdict_windows(recs, self.window)
         return recording_probabilities(self.model_.predict_proba(window_statistics(windows)), owner, len(recs))
-
-
-@dataclasses.dataclass
-class MotionScores:
-    """A sequence model's cross-validation figures: each recording's out-of-fold probabilities."""
-    probabilities: dict = dataclasses.field(default_factory=dict)     # recording name -> (2,)
-    labels: dict = dataclasses.field(default_factory=dict)
-    seconds: float = 0.0
-    error: str = None
-
-    def add_fold(self, model, train_recs, test_recs):
-        began = time.perf_counter()
-        probs = model.fit(train_recs).predict_proba(test_recs)
-        self.seconds += time.perf_counter() - began
-        for rec, p in zip(test_recs, probs):
-            self.probabilities[rec.name], self.labels[rec.name] = p, rec.label
-
-    def clip_figures(self):
-        """(recordings scored, recordings right)."""
-        right = sum(int(np.argmax(p) == self.labels[n]) for n, p in self.probabilities.items())
-        return len(self.probabilities), right
-
-
-def sequence_models(args):
-    """The models of the per-recording table that judge windows: ours, then the peer."""
-    return {MotionNet.name: MotionNet(args), WindowStatistics.name: WindowStatistics(args.seed)}
-
-
-def advice(frame_accuracy, motion_accuracy, n_recordings):
-    """('motion' or 'frames', why): the motion model's verdict only when it measured more
-    accurate per recording than the frame vote on the same recordings; a tie goes to the
-    frame vote, the simpler and faster."""
-    if motion_accuracy is None:
-        return "frames", "no motion model for this category"
-    one = 100 / max(n_recordings, 1)
-    words = (f"per recording the motion model scored {100 * motion_accuracy:.1f}% and the frame vote "
-             f"{100 * frame_accuracy:.1f}% on the same {n_recordings} recordings (one recording = {one:.1f} points)")
-    if motion_accuracy > frame_accuracy:
-        return "motion", words
-    return "frames", words + ("; a tie goes to the frame vote" if motion_accuracy == frame_accuracy else "")
-
-
-def motion_json(figures):
-    """--json figures of a sequence model in --cv: clip_mean, n_clips and seconds, like the others."""
-    n, right = figures.clip_figures()
-    return {"clip_mean": round(right / n, 6) if n else None, "n_clips": n, "seconds": round(figures.seconds, 3),
-            "mean": None, "error": figures.error}
-
-
-def parity_windows(windows, seed=0):
-    """What the motion model's export is checked on: the given windows, the same with 1 to 4
-    points removed from every frame, with every other frame all NaN (a gap), an all-NaN
-    window and a window of nose-only frames (nothing to place)."""
-    from MediaPipe_Dataset.evaluation import REMOVED_POINTS, remove_points
-    rng = np.random.default_rng(seed)
-    flat = windows.reshape(-1, NUM_COORDS)
-    removed = [remove_points(flat, k, rng).reshape(windows.shape) for k in REMOVED_POINTS]
-    gaps = windows.copy()
-    gaps[:, ::2] = np.nan
-    empty = np.full((2,) + windows.shape[1:], np.nan, dtype=np.float32)
-    empty[1, :, :2] = 0.5
-    return np.concatenate([windows, *removed, gaps, empty]).astype(np.float32)

@@ -1,7 +1,6 @@
 """Writing files so that a failure leaves nothing half-written, for train.py, quantize.py and
 extract.py: temporary files renamed into place, the leftovers of killed runs, a lock on the
-models folder, writable folders, the --json report and the exit code, stale INT8 models.
-Standard library only (onnx only to read an INT8 model's metadata).
+models folder, writable folders, the --json report and the exit code. Standard library only.
 """
 import contextlib
 import hashlib
@@ -198,21 +197,3 @@ def file_sha1(path):
 
 
 QUANTIZATION = "dynamic INT8 (onnxruntime.quantization.quantize_dynamic)"   # quantize.py's mark on its files
-
-
-def remove_stale_int8(models_dir, category, record_sha1):
-    """Remove <category>_int8.onnx when quantize.py made it from another model than the one
-    whose training record has record_sha1 (a retrained category); its path, or None. A file
-    of that name that quantize.py did not make is left alone."""
-    import onnx          # here only: the rest of this file is standard library
-    path = os.path.join(models_dir, f"{category}_int8.onnx")
-    if not os.path.isfile(path):
-        return None
-    try:
-        meta = {p.key: p.value for p in onnx.load(path).metadata_props}
-    except Exception:          # not ONNX at all: not ours
-        return None
-    if meta.get("quantization") != QUANTIZATION or meta.get("training_record_sha1") == record_sha1:
-        return None
-    os.remove(path)
-    return path

@@ -77,17 +77,15 @@ def confusions(matrices):
 
 
 def strips(recordings):
-    """One strip per recording of P(correct) over time: dicts with name, label, verdict, t
-    (seconds, or frame order), p; optionally motion_t and motion_p, the motion model's windows
-    (at their middle). Wrong verdicts first, at most MAX_STRIPS."""
+    """One strip per recording of P(correct) over time: dicts with name, label, verdict and
+    series, [(what, t (seconds, or input order), p)], one per model. Wrong verdicts first, at
+    most MAX_STRIPS."""
     plt = pyplot()
     chosen = sorted(recordings, key=lambda r: (r["verdict"] == r["label"], r["name"]))[:MAX_STRIPS]
     fig, axes = plt.subplots(len(chosen), 1, figsize=(10, 0.75 * len(chosen) + 0.4), squeeze=False)
     for ax, r in zip(axes[:, 0], chosen):
-        ax.plot(r["t"], r["p"], ".-", markersize=2, linewidth=0.8, label="frames")
-        if r.get("motion_p") is not None:
-            ax.plot(r["motion_t"], r["motion_p"], "s-", markersize=3, linewidth=0.8, color="tab:orange",
-                    label="motion windows")
+        for i, (what, t, p) in enumerate(r["series"]):
+            ax.plot(t, p, ".-" if i == 0 else "s-", markersize=2 + i, linewidth=0.8, label=what)
         ax.axhline(0.5, color="grey", linewidth=0.5)
         ax.set_ylim(-0.05, 1.05)
         ax.set_yticks([0, 1])
@@ -151,34 +149,44 @@ def write(path, text):
 
 
 # ----------------------------------------------------------------------------- a normal run's report
-def recording_strips(ds, v, motion_windows=None):
-    """The strips of the validation recordings: frames in time order (file order without
-    timestamps), P(correct) of each, the label and the verdict; the motion model's windows
-    when given ({recording name: (times of the windows' middles, P(correct))})."""
-    groups, y, p = ds.groups[v.val_idx], ds.y[v.val_idx], v.probabilities[:, 1]
-    times = ds.timestamps[v.val_idx]
+def series(v, name):
+    """(t, P(correct)) of one recording's inputs of a Validation: in time order, times from the
+    recording's first (input order without times)."""
+    rows = np.flatnonzero(v.units.groups == name)
+    times = v.units.times[rows]
+    if not np.isfinite(times).all():
+        return np.arange(len(rows)), v.probabilities[rows, 1]
+    order = np.argsort(times, kind="stable")
+    return times[order] - times.min(), v.probabilities[rows[order], 1]
+
+
+def recording_strips(result):
+    """The strips of the first kind's validation recordings: each kind's P(correct) over time
+    where it judged the recording, the label and the first kind's verdict."""
+    validations = list(result.validations.values())
+    base = validations[0]
     found = []
-    for name in np.unique(groups):
-        rows = np.flatnonzero(groups == name)
-        timed = np.isfinite(times[rows]).all()
-        rows = rows[np.argsort(times[rows], kind="stable")] if timed else rows
-        t = times[rows] - times[rows].min() if timed else np.arange(len(rows))
-        label = int(np.bincount(y[rows], minlength=2).argmax())
-        strip = {"name": str(name), "label": label, "verdict": int(v.probabilities[rows].mean(0).argmax()),
-                 "t": t, "p": p[rows]}
-        if motion_windows and str(name) in motion_windows:
-            strip["motion_t"], strip["motion_p"] = motion_windows[str(name)]
-        found.append(strip)
+    for name, label, verdict in zip(base.clip_names, base.clip_true, base.clip_pred):
+        lines = [(f"{v.kind.title} ({v.kind.unit})", *series(v, name)) for v in validations if name in v.clip_names]
+        found.append({"name": str(name), "label": int(label), "verdict": int(verdict), "series": lines})
     return found
 
 
-def wrong_frames(ds, v):
-    """(keypoints, caption) of the validation frames the model is most confidently wrong about."""
+def wrong_inputs(v, caption):
+    """(pose, caption) of the validation inputs a model is most confidently wrong about;
+    caption(i, confidence, predicted) names input i."""
     pred, confidence = v.probabilities.argmax(1), v.probabilities.max(1)
-    wrong = np.flatnonzero(pred != ds.y[v.val_idx])
+    wrong = np.flatnonzero(pred != v.units.y)
     wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:MAX_POSES]
-    return [(ds.X[v.val_idx[i]], f"{caption_name(ds, v.val_idx[i])}\n{CLASS_NAMES[ds.y[v.val_idx[i]]]}, judged "
-             f"{CLASS_NAMES[pred[i]]} ({confidence[i]:.2f})") for i in wrong]
+    return [(v.units.poses[i], f"{caption(i)}\n{CLASS_NAMES[v.units.y[i]]}, judged {CLASS_NAMES[pred[i]]} "
+             f"({confidence[i]:.2f})") for i in wrong]
+
+
+def input_caption(ds, v):
+    """caption(i) for wrong_inputs: a frame's file, or a window's recording and time."""
+    if v.kind.unit == "frames":
+        return lambda i: caption_name(ds, v.units.keys[i])
+    return lambda i: f"{str(v.units.groups[i])[-28:]} at {v.units.times[i]:.1f} s"
 
 
 def caption_name(ds, i):
@@ -203,37 +211,41 @@ def suspect_section(ds, suspects, own):
             + (f"<p>(first 200 of {len(suspects)}; --json has them all)</p>" if len(suspects) > 200 else ""))
 
 
-def category_page(ds, v, history, best, suspects, own, motion=None):
-    """The whole report of a normal run's category. motion: None, or a dict with windows
-    (recording name -> (middles, P(correct))), wrong (list of (keypoints, caption)) and
-    figures (its validation figures)."""
+def category_page(result, own):
+    """The whole report of a normal run's category (pipeline.CategoryResult): each kind's
+    training curves and confusion matrices, the validation recordings over time, each kind's
+    inputs most confidently misjudged, the suspect labels (own: their out-of-fold
+    probability of their own label)."""
     from sklearn.metrics import confusion_matrix
-    pred = v.probabilities.argmax(1)
-    matrices = {"per frame": confusion_matrix(ds.y[v.val_idx], pred, labels=[0, 1]),
-                "per recording": confusion_matrix(v.clip_true, v.clip_pred, labels=[0, 1])}
-    sections = [
-        ("Training", f"<p>Kept epoch {best} of {len(history)}.</p>" + curves(history, best)),
-        ("Confusion matrices (validation)", confusions(matrices)),
-        ("Validation recordings over time", "<p>P(correct) of each frame" + (
-            " and of each motion-model window (at its middle)" if motion else "") + "; wrong verdicts first.</p>"
-         + strips(recording_strips(ds, v, motion and motion["windows"]))),
-        ("The validation frames most confidently misjudged", poses(wrong_frames(ds, v)) if (pred != ds.y[v.val_idx]).any()
-         else "<p>None: every validation frame is judged right.</p>"),
-    ]
-    if motion:
-        sections.append(("The motion model's most confidently misjudged windows (their middle frame)",
-                         poses(motion["wrong"]) if motion["wrong"] else "<p>None.</p>"))
-    sections.append(("Suspect labels", suspect_section(ds, suspects, own)))
+    ds, validations = result.ds, result.validations
+    sections = [(f"Training: {v.kind.title}", f"<p>Kept epoch {v.best} of {len(v.history)}; batches of "
+                 f"{v.batch_size}.</p>" + curves(v.history, v.best)) for v in validations.values()]
+    matrices = {}
+    for v in validations.values():
+        matrices[f"{v.kind.title}, per {v.kind.unit[:-1]}"] = confusion_matrix(v.units.y, v.probabilities.argmax(1),
+                                                                              labels=[0, 1])
+        matrices[f"{v.kind.title}, per recording"] = confusion_matrix(v.clip_true, v.clip_pred, labels=[0, 1])
+    sections += [("Confusion matrices (validation)", confusions(matrices)),
+                 ("Validation recordings over time", "<p>P(correct) of each input of each model ("
+                  + ", ".join(f"{v.kind.title}: each of its {v.kind.unit}" for v in validations.values())
+                  + "); wrong verdicts first.</p>" + strips(recording_strips(result)))]
+    for v in validations.values():
+        wrong = wrong_inputs(v, input_caption(ds, v))
+        sections.append((f"The {v.kind.title}'s most confidently misjudged {v.kind.unit}",
+                         poses(wrong) if wrong else f"<p>None: every validation input is judged right.</p>"))
+    sections.append(("Suspect labels", suspect_section(ds, result.suspects, own)))
     return page(f"{ds.category}: training report", sections)
 
 
 # ----------------------------------------------------------------------------- --cv's report
 def cv_page(results, removed_points):
-    """--cv's report from its --json figures: per category, accuracy per model with the spread
-    over folds (per frame) and per recording, and accuracy against points removed."""
+    """--cv's report from its results ({category: pipeline.CvResult}): per category, accuracy per
+    model with the spread over folds (per frame) and per recording, and accuracy against points
+    removed."""
     plt = pyplot()
     sections = []
-    for category, models in results.items():
+    for category, result in results.items():
+        models = {n: m for n, m in result.to_json().items() if n != "advice"}
         frame = {n: m for n, m in models.items() if m.get("mean") is not None}
         fig, (a, b, c) = plt.subplots(1, 3, figsize=(14, 3.4))
         names = list(frame)

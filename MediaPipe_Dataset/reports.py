@@ -1,6 +1,6 @@
 """What train.py prints: the dataset statistics and problems, the plan and validation figures
-of a normal run, the files written, and the tables of cross-validation. Each function
-prints figures that were measured elsewhere (train.py, evaluation.py); none computes one.
+of a normal run, the files written, and the tables of cross-validation, for every kind alike.
+Each function prints figures measured elsewhere (pipeline.py's results); none computes one.
 """
 import math
 import os
@@ -50,16 +50,24 @@ def report_problems(ds, strict):
               f"(listed above; --strict makes this an error)", file=sys.stderr)
 
 
-def print_plan(ds, args, n_train, n_val, batch_size, grouping):
+def print_plan(ds, settings, n_train, n_val, batch_size, grouping):
     print(f"Training {ds.category.upper()} Classification Model")
     print("=" * 60)
     where = "frames, clips split: see the warning" if grouping.name == "none" and grouping.warning else grouping.words()
     print(f"Split: {n_train} training, {n_val} validation samples ({where}; "
-          f"{100 * n_val / len(ds.y):.0f}% for --val-split {args.val_split:g}); device {args.device}")
-    print(f"Batches of {batch_size}" + ("" if args.batch_size else " (--batch-size auto)") +
-          f", {math.ceil(n_train / batch_size)} per epoch, {args.epochs} epochs")
+          f"{100 * n_val / len(ds.y):.0f}% for --val-split {settings.val_split:g}); device {settings.device}")
+    print(f"Batches of {batch_size}" + ("" if settings.batch_size else " (--batch-size auto)") +
+          f", {math.ceil(n_train / batch_size)} per epoch, {settings.epochs} epochs")
+    print_grouping_warning(ds, grouping)
+
+
+def print_grouping_warning(ds, grouping):
     if grouping.warning:
         print(f"warning: {ds.root}: {grouping.warning}", file=sys.stderr)
+
+
+def print_skipped(ds, kind, problem):
+    print(f"\nNo {kind.title} for {ds.category}: {problem}.")
 
 
 def print_confusion(cm, title):
@@ -69,28 +77,40 @@ def print_confusion(cm, title):
         print(f"{CLASS_NAMES[label]:>12}{cm[label, 0]:>11}{cm[label, 1]:>10}")
 
 
-def print_validation(ds, args, v, best):
+def print_validation(ds, result, kind, settings):
+    """One kind's validation figures in a normal run, beside the first kind's vote when it is
+    another kind, then its files."""
     from sklearn.metrics import classification_report, confusion_matrix
-    y_val, pred = ds.y[v.val_idx], v.probabilities.argmax(1)
-    print(f"\nKept epoch: {best}/{args.epochs}, Val Acc {100 * v.accuracy:.2f}% (picked by validation "
-          f"accuracy averaged with the epochs on either side, so this figure is optimistic; `--cv 5` gives an "
-          f"unbiased estimate)")
-    print("\nClassification report (validation):")
-    print(classification_report(y_val, pred, labels=[0, 1], target_names=CLASS_NAMES, digits=3, zero_division=0))
-    print_confusion(confusion_matrix(y_val, pred, labels=[0, 1]), "Confusion matrix")
+    v, base = result.validations[kind.name], next(iter(result.validations.values()))
+    name = kind.paths_name(ds.category)
+    print(f"\n{kind.title.capitalize()} ({name}, {kind.unit}): trained in {v.seconds:.1f} s, batches of "
+          f"{v.batch_size}" + (f" ({v.seconds / max(base.seconds, 1e-9):.2f}x the {base.kind.title}'s "
+                               f"{base.seconds:.1f} s)" if base is not v else ""))
+    y, pred = v.units.y, v.probabilities.argmax(1)
+    if "val_acc" in v.history[0]:
+        print(f"Kept epoch: {v.best}/{settings.epochs}, Val Acc {100 * v.accuracy:.2f}% (picked by validation "
+              f"accuracy averaged with the epochs on either side, so this figure is optimistic; `--cv 5` gives an "
+              f"unbiased estimate)")
+    print(f"\nClassification report (validation, {len(y)} {kind.unit}):")
+    print(classification_report(y, pred, labels=[0, 1], target_names=CLASS_NAMES, digits=3, zero_division=0))
+    print_confusion(confusion_matrix(y, pred, labels=[0, 1]), "Confusion matrix")
     if ds.has_clips:
+        versus = "" if base is v else (f"; {base.kind.vote_words} {100 * base.clip_accuracy_on(v.clip_names):.2f}% "
+                                       f"on the same recordings")
         print(f"\nPer recording (validation): {100 * v.clip_accuracy:.2f}% of {len(v.clip_true)} clips get the "
-              f"right verdict (the class with the highest mean probability over the clip's frames)")
+              f"right verdict (the class with the highest mean probability over the clip's {kind.unit}){versus}")
         print_confusion(confusion_matrix(v.clip_true, v.clip_pred, labels=[0, 1]), "Per-recording confusion matrix")
-    capped = f"; {REMOVAL_MAX_FRAMES:,} random frames" if len(v.val_idx) > REMOVAL_MAX_FRAMES else ""
-    print(f"\nValidation accuracy with k random points removed from each frame ({REMOVAL_DRAWS} draws, "
-          f"one shoulder or hip kept{capped}): " + ", ".join([f"k=0 {100 * v.accuracy:.2f}%"] +
-                                                         [f"k={k} {100 * a:.2f}%" for k, a in v.removed.items()]))
+    if v.removed:
+        capped = f"; {REMOVAL_MAX_FRAMES:,} random frames" if len(y) > REMOVAL_MAX_FRAMES else ""
+        print(f"\nValidation accuracy with k random points removed from each frame ({REMOVAL_DRAWS} draws, "
+              f"one shoulder or hip kept{capped}): " + ", ".join([f"k=0 {100 * v.accuracy:.2f}%"] +
+                                                             [f"k={k} {100 * a:.2f}%" for k, a in v.removed.items()]))
+    print_files(v.written)
 
 
 def print_files(written):
-    """What write_models wrote (its dict), and the stale INT8 model it removed."""
-    print(f"\nONNX check passed; ONNX Runtime matches PyTorch on the validation samples, also with "
+    """What store.write_model wrote (its dict), and the stale INT8 model it removed."""
+    print(f"\nONNX check passed; ONNX Runtime matches PyTorch on the validation inputs, also with "
           f"points missing (max diff {written['parity']:.1e}); the graph has {written['nodes']} operator nodes")
     print("Files written:")
     for path in written["files"]:
@@ -102,11 +122,37 @@ def print_files(written):
     print()
 
 
-def print_cv(ds, args, scores, fold_list, grouping, seconds):
-    """The --cv tables of one category: accuracy per model, then accuracy with points removed."""
-    print(f"Cross-validation: {ds.category.upper()} ({args.cv} folds, {grouping.words()}, "
-          f"{len(ds.y)} samples, {seconds:.1f} s)")
+def print_advice(ds, result):
+    """Which verdict to trust, when more than one kind was trained."""
+    if len(result.validations) > 1:
+        verdict, why = result.advice
+        trusted = next(v.kind for v in result.validations.values() if v.kind.verdict == verdict)
+        print(f"Advice: trust {trusted.vote_words}'s verdict for {ds.category}: {why}.\n")
+
+
+def print_cv(result, run):
+    """The --cv tables of one category: accuracy per model per frame, with points removed, and
+    per recording for every kind; the advice."""
+    ds, grouping = result.ds, result.grouping
+    print(f"Cross-validation: {ds.category.upper()} ({run.cv} folds, {grouping.words()}, "
+          f"{len(ds.y)} samples, {result.seconds:.1f} s)")
     print("=" * 60)
+    frame = {n: s for k, by in result.scores.items() if registry_kind(k).frame_figures for n, s in by.items()}
+    print_frame_table(ds, frame, grouping)
+    print_robustness({n: s for n, s in frame.items() if not s.error}, result.folds)
+    for name, problem in result.skipped.items():
+        print(f"No {registry_kind(name).title} for {ds.category}: {problem}.\n")
+    others = {n: s for k, by in result.scores.items() if not registry_kind(k).frame_figures for n, s in by.items()}
+    if others:
+        print_recording_table(result, frame, others)
+
+
+def registry_kind(name):
+    from MediaPipe_Dataset import registry
+    return registry.by_name(name)
+
+
+def print_frame_table(ds, scores, grouping):
     fitted = {name: s for name, s in scores.items() if not s.error}
     best = max(fitted, key=lambda n: np.mean(fitted[n].accuracy), default=None)
     print(f"  {'model':<20}{'accuracy % (mean +- std)':>26}{'macro F1':>10}{'per recording %':>17}"
@@ -115,12 +161,12 @@ def print_cv(ds, args, scores, fold_list, grouping, seconds):
         if s.error:
             print(f"  {name:<20}could not be fitted ({s.error}); left out")
             continue
-        n_clips, right = s.clip_figures(ds)
+        n_clips, right = s.clip_figures()
         folds_text = " ".join(f"{100 * a:.1f}" for a in s.accuracy)
         clip_text = f"{100 * right / n_clips:.2f}" + ("v" if s.voted else " ")
         print(f"{'*' if name == best else ' '} {name:<20}{100 * np.mean(s.accuracy):>17.2f} +- "
               f"{100 * np.std(s.accuracy):<5.2f}{np.mean(s.f1):>10.3f}{clip_text:>17}{s.seconds:>9.1f}   {folds_text}")
-    print("* best mean accuracy. PoseClassifier: last epoch of each fold (no epoch picked on test data).")
+    print("* best mean accuracy. Our models: last epoch of each fold (no epoch picked on test data).")
     for name, s in fitted.items():
         if s.subsample:
             print(f"{name}: fitted on a stratified subsample of {s.subsample:,} training frames per fold (above "
@@ -128,13 +174,12 @@ def print_cv(ds, args, scores, fold_list, grouping, seconds):
     if best is not None:
         unit = "clips" if ds.has_clips else "samples"
         print(f"Per recording: the class with the highest mean probability over a clip's frames, over all "
-              f"{fitted[best].clip_figures(ds)[0]} test {unit} of all folds"
+              f"{fitted[best].clip_figures()[0]} test {unit} of all folds"
               + ("" if ds.has_clips else " (no clips: each sample is its own clip)")
               + (" (a clip split over folds: all its frames, each from the fold that tested it)"
                  if grouping.name == "none" and ds.has_clips else "")
               + ("; v: no probabilities, so a majority vote of frame predictions"
                  if any(s.voted for s in fitted.values()) else "") + ".")
-    print_robustness(fitted, fold_list)
 
 
 def print_robustness(scores, fold_list):
@@ -150,46 +195,26 @@ def print_robustness(scores, fold_list):
     print()
 
 
-def print_motion(ds, f, frame_seconds, written):
-    """A normal run's motion model: validation figures beside the frame vote, the advice, files."""
-    from MediaPipe_Dataset.motion import MOTION_FPS, MOTION_FRAMES
-    print(f"\nMotion model ({ds.category}_motion, windows of {MOTION_FRAMES} frames at {MOTION_FPS:g} per second):")
-    print(f"  Trained in {f['train_seconds']:.1f} s ({f['train_seconds'] / max(frame_seconds, 1e-9):.2f}x the frame "
-          f"model's {frame_seconds:.1f} s)")
-    print(f"  Validation: {100 * f['val_window_accuracy']:.2f}% of {f['n_val_windows']} windows; per recording "
-          f"{100 * f['val_clip_accuracy']:.2f}% of {f['n_val_clips']} (mean over the windows covering each), "
-          f"frame vote {100 * f['frame_vote_clip_accuracy']:.2f}% on the same recordings")
-    which = "the motion model's" if f["advised_verdict"] == "motion" else "the frame vote's"
-    print(f"  Advice: trust {which} verdict for {ds.category}: {f['advice']}.")
-    print_files(written)
-
-
-
-def print_cv_motion(ds, scores, motion_scores, problem):
-    """The per-recording table of --cv: the frame models' votes and the models that judge
-    windows, on the same folds and recordings, and which verdict the figures advise."""
-    from MediaPipe_Dataset.motion import advice
-    if problem:
-        print(f"No motion model for {ds.category}: {problem}.\n")
-        return
+def print_recording_table(result, frame, others):
+    """Per recording: the frame models' votes and the models of the other kinds, on the same
+    folds and recordings, and which verdict the figures advise."""
+    ds = result.ds
     print(f"Per recording, {ds.category}: the frame models' votes and the models that judge windows "
           f"(the same folds; the recordings with timestamps):")
-    votes = {name: s.clip_figures(ds) for name, s in scores.items() if not s.error}
-    for name, (n, right) in votes.items():
-        print(f"  {name + ' (frame vote)':<34}{100 * right / n:>8.2f}%  of {n}")
-    for name, s in motion_scores.items():
+    for name, s in frame.items():
+        if not s.error:
+            n, right = s.clip_figures()
+            print(f"  {name + ' (frame vote)':<34}{100 * right / n:>8.2f}%  of {n}")
+    for name, s in others.items():
         if s.error:
             print(f"  {name:<34}could not be fitted ({s.error}); left out")
             continue
         n, right = s.clip_figures()
-        print(f"  {name:<34}{100 * right / n:>8.2f}%  of {n}{s.seconds:>9.1f} s")
-    ours = motion_scores.get("MotionClassifier")
-    if ours is not None and not ours.error and "PoseClassifier" in votes:
-        n, right = votes["PoseClassifier"]
-        m, mine = ours.clip_figures()
-        verdict, why = advice(right / n, mine / m, m)
-        print(f"  Advice: trust {'the motion model' if verdict == 'motion' else 'the frame vote'} for "
-              f"{ds.category}: {why.replace('on the same', 'on')}.")
+        print(f"  {name:<34}{100 * right / max(n, 1):>8.2f}%  of {n}{s.seconds:>9.1f} s")
+    verdict, why = result.advice
+    if verdict is not None:
+        trusted = next(k for k in result.ours() if k.verdict == verdict)
+        print(f"  Advice: trust {trusted.vote_words} for {ds.category}: {why}.")
     print()
 
 

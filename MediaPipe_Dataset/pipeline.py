@@ -1,0 +1,291 @@
+"""What train.py does with one category, for every registered kind alike: a normal run (split,
+fit, validate, export, advise, report) and --cv (the same folds for every model of every
+kind). Each returns a result whose to_json() is the category's part of --json; reports.py
+prints it and pictures.py draws it. torch, numpy and scikit-learn.
+"""
+import dataclasses
+import os
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from MediaPipe_Dataset import evaluation, pictures, registry, reports, store, training
+from MediaPipe_Dataset.config import TrainingConfig, as_dict
+from MediaPipe_Dataset.evaluation import Grouping, Scores
+from MediaPipe_Dataset.kinds import Kind, Units
+from MediaPipe_Dataset.model import KeypointNormalizer
+from MediaPipe_Dataset.samples import CLASS_NAMES, DataError, clip_scores, progress, sample_digest
+
+
+@dataclasses.dataclass
+class Run:
+    """What a train.py run does beyond training each model: its folders, which kinds it may
+    train (the first registered is always on), whether it writes the report, the settings."""
+    data_dir: str = "MediaPipe_Dataset"
+    models_dir: str = "models"
+    settings: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    off: tuple = ()                 # names of kinds turned off (--no-<name>)
+    report: bool = True
+    cv: int = 0
+    current: str = None             # the category being trained, for the interrupt message
+
+    def kinds(self):
+        return list(registry.KINDS)
+
+    def turned_off(self, kind):
+        return f"--no-{kind.name}" if kind.name in self.off else None
+
+
+@dataclasses.dataclass
+class Validation:
+    """What a normal run measured of one kind's model on the validation split."""
+    kind: Kind
+    units: Units                  # what it judged (frames, windows)
+    probabilities: np.ndarray     # (n, 2)
+    history: list
+    best: int
+    seconds: float
+    batch_size: int
+    n_train: int
+    removed: dict = None          # {k: accuracy with k points removed}, for kinds that measure it
+    written: dict = None          # store.write_model's answer
+
+    def __post_init__(self):
+        self.clip_names = np.unique(self.units.groups)
+        self.clip_true, self.clip_pred = clip_scores(self.units.groups, self.units.y, self.probabilities)
+
+    @property
+    def accuracy(self):
+        return float((self.probabilities.argmax(1) == self.units.y).mean())
+
+    @property
+    def clip_accuracy(self):
+        return float((self.clip_true == self.clip_pred).mean())
+
+    def clip_accuracy_on(self, names):
+        """Accuracy per recording on the recordings `names` only."""
+        keep = np.isin(self.clip_names, names)
+        return float((self.clip_true[keep] == self.clip_pred[keep]).mean())
+
+
+def advise(validations):
+    """(verdict, why) from {kind name: Validation}: the kind whose verdicts per recording were the
+    most accurate against the first kind's vote on the same recordings; a tie goes to the
+    first kind, the simpler and faster. Figures only where another kind was measured."""
+    found = list(validations.values())
+    if len(found) < 2:
+        return found[0].kind.verdict if found else None, f"no other model than the {found[0].kind.title}" \
+            if found else "no model"
+    base, best, words = found[0], (found[0], None), []
+    for v in found[1:]:
+        n = len(v.clip_names)
+        mine, theirs = v.clip_accuracy, base.clip_accuracy_on(v.clip_names)
+        words.append(f"per recording {v.kind.vote_words} scored {100 * mine:.1f}% and {base.kind.vote_words} "
+                     f"{100 * theirs:.1f}% on the same {n} recordings (one recording = {100 / max(n, 1):.1f} points)"
+                     + ("; a tie goes to " + base.kind.vote_words if mine == theirs else ""))
+        if mine > theirs and (best[1] is None or mine - theirs > best[1]):
+            best = (v, mine - theirs)
+    return best[0].kind.verdict, "; ".join(words)
+
+
+@dataclasses.dataclass
+class CategoryResult:
+    """A normal run's outcome for one category."""
+    ds: object
+    grouping: Grouping
+    n_train: int
+    n_val: int
+    validations: dict = dataclasses.field(default_factory=dict)    # kind name -> Validation
+    skipped: dict = dataclasses.field(default_factory=dict)        # kind name -> why it has no model
+    advice: tuple = (None, None)
+    report: str = None
+    suspects: np.ndarray = None
+
+    def to_json(self):
+        """--json's figures of the category: the first kind's at the top, each other kind's under
+        its name (null, with <name>_skipped, when it has no model), the advice, the report."""
+        kinds, result = registry.KINDS, {}
+        for i, kind in enumerate(kinds):
+            v = self.validations.get(kind.name)
+            figures = None if v is None else {**kind.figures(v), "onnx_nodes": v.written["nodes"]}
+            if i == 0:
+                result.update(figures or {})
+                continue
+            if v is not None and kinds[0].name in self.validations:
+                figures[f"{kinds[0].name}_vote_clip_accuracy"] = round(
+                    self.validations[kinds[0].name].clip_accuracy_on(v.clip_names), 6)
+            result[kind.name] = figures
+            if kind.name in self.skipped:
+                result[f"{kind.name}_skipped"] = self.skipped[kind.name]
+        result.update(warning=self.grouping.warning, grouping=self.grouping.name, n_subjects=self.grouping.n_subjects,
+                      advised_verdict=self.advice[0], advice=self.advice[1], report=self.report,
+                      suspect_labels=[self.ds.files[i] for i in self.suspects])
+        return result
+
+
+# ----------------------------------------------------------------------------- a normal run
+def validate(kind, model, ds, data, settings):
+    """(Units, probabilities, points-removed figures) of a trained model on validation data;
+    raise DataError if it diverged."""
+    units, probs = kind.judge(model, data, settings)
+    if not (training.finite_model(model) and np.isfinite(probs).all()):
+        raise DataError(f"{ds.category}: training diverged (the {kind.title}'s weights or outputs are not finite; "
+                        f"--lr {settings.lr:g} may be too high); {kind.paths_name(ds.category)} not written, "
+                        f"earlier models kept")
+    predict = lambda x: training.probabilities(model, x, settings.device).argmax(1)
+    return units, probs, kind.robustness(predict, units, settings.seed)
+
+
+def record_of(v, ds, run, model, val_idx, grouping, advice):
+    """The training record: the kind, its whole configuration, which samples were held out, the
+    figures, the advice so far and the settings."""
+    return {"kind": v.kind.name, "category": ds.category, "class_names": CLASS_NAMES,
+            "data_dir": os.path.abspath(run.data_dir),
+            "model": {"class": type(model).__name__, "config": model.config},
+            "config": {"training": as_dict(run.settings), **v.kind.config(model)},
+            "val_samples": [ds.files[i] for i in val_idx], "val_sample_sha1": [sample_digest(x) for x in ds.X[val_idx]],
+            **v.kind.figures(v), "best_epoch": v.best, "advised_verdict": advice[0], "advice": advice[1],
+            "split_warning": grouping.warning, "grouping": grouping.name, "n_subjects": grouping.n_subjects,
+            "settings": as_dict(run.settings), "versions": {"torch": torch.__version__, "numpy": np.__version__}}
+
+
+def fit_kind(kind, ds, train_idx, val_idx, settings, log):
+    """(model, Validation) of one kind's model of a category, fitted and measured."""
+    start = time.perf_counter()
+    model, history, best, batch_size = kind.fit(kind.data(ds, train_idx), kind.data(ds, val_idx), settings, log)
+    seconds = time.perf_counter() - start
+    units, probs, removed = validate(kind, model, ds, kind.data(ds, val_idx), settings)
+    return model, Validation(kind, units, probs, history, best, seconds, batch_size, len(train_idx), removed)
+
+
+def write_kind(model, v, ds, run, val_idx, grouping, advice):
+    """Export and write one kind's model (store.write_model); what was written."""
+    metadata = v.kind.metadata(ds, model.cpu(), run.settings)
+    if grouping.warning:
+        metadata["split_warning"] = grouping.warning
+    written = store.write_model(model, v.kind.paths_name(ds.category), run.models_dir, metadata,
+                                record_of(v, ds, run, model, val_idx, grouping, advice),
+                                v.kind.parity_inputs(v.units), v.kind.input_shape(model.config))
+    model.to(run.settings.device)
+    return written
+
+
+def train_category(ds, run, log=None):
+    """Split, then train, measure, export and report every kind the category can have; its
+    CategoryResult."""
+    s = run.settings
+    train_idx, val_idx, grouping = evaluation.split(ds, s.val_split, s.seed, s.group_by)
+    reports.print_plan(ds, s, len(train_idx), len(val_idx), s.batch_for(len(train_idx)), grouping)
+    result = CategoryResult(ds, grouping, len(train_idx), len(val_idx))
+    for kind in run.kinds():
+        problem = run.turned_off(kind) or kind.problem(ds, grouping, (train_idx, val_idx))
+        if problem:
+            result.skipped[kind.name] = problem
+            reports.print_skipped(ds, kind, problem)
+            continue
+        model, v = fit_kind(kind, ds, train_idx, val_idx, s, log)
+        result.validations[kind.name] = v
+        result.advice = advise(result.validations)
+        v.written = write_kind(model, v, ds, run, val_idx, grouping, result.advice)
+        reports.print_validation(ds, result, kind, s)
+    reports.print_advice(ds, result)
+    suspects, own = evaluation.suspect_labels(ds, train_idx, s.seed, KeypointNormalizer())
+    result.suspects = suspects
+    if run.report:
+        result.report = pictures.write(store.report_path(run.models_dir, ds.category),
+                                       pictures.category_page(result, own))
+    reports.print_report(result.report, ds, suspects)
+    return result
+
+
+# ----------------------------------------------------------------------------- cross-validation
+@dataclasses.dataclass
+class CvResult:
+    """--cv's outcome for one category: {kind name: {model name: Scores}} on the same folds."""
+    ds: object
+    grouping: Grouping
+    folds: list
+    scores: dict = dataclasses.field(default_factory=dict)
+    skipped: dict = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
+    advice: tuple = (None, None)
+
+    def ours(self):
+        """{kind: our model's Scores} of the kinds measured (each kind's first model is ours)."""
+        return {registry.by_name(k): next(iter(s.values())) for k, s in self.scores.items() if s}
+
+    def to_json(self):
+        """{model name: figures} of every model, and `advice`: {verdict, why}."""
+        result = {name: s.to_json(self.grouping) for by_kind in self.scores.values() for name, s in by_kind.items()}
+        result["advice"] = {"verdict": self.advice[0], "why": self.advice[1]}
+        return result
+
+
+def cv_advice(result):
+    """(verdict, why): as advise, from our models' out-of-fold verdicts per recording."""
+    figures = [(kind, *s.clip_figures()) for kind, s in result.ours().items() if not s.error]
+    if len(figures) < 2:
+        return (figures[0][0].verdict if figures else None), "no other model of ours was measured"
+    (base, n0, r0), best, words = figures[0], (figures[0][0], 0.0), []
+    for kind, n, right in figures[1:]:
+        mine, theirs = right / max(n, 1), r0 / max(n0, 1)
+        words.append(f"per recording {kind.vote_words} scored {100 * mine:.1f}% of {n} recordings and "
+                     f"{base.vote_words} {100 * theirs:.1f}% of {n0} (one recording = {100 / max(n, 1):.1f} points)"
+                     + ("; a tie goes to " + base.vote_words if mine == theirs else ""))
+        if mine - theirs > best[1]:
+            best = (kind, mine - theirs)
+    return best[0].verdict, "; ".join(words)
+
+
+def score_fold(kind, model, data_train, data_test, seed):
+    """(Units, probabilities, voted, seconds, points removed, rows fitted on) of one model on a fold."""
+    began = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")    # e.g. a coordinate never seen in this fold
+        fitted = kind.cv_fit(model, data_train)
+    units, probs, voted = kind.cv_predict(fitted, data_test)
+    seconds = time.perf_counter() - began
+    removed = kind.robustness(fitted.predict, units, seed) if kind.frame_figures else None
+    rows = getattr(fitted, "n_fit_rows_", None)
+    return units, probs, voted, seconds, removed, rows if rows is not None and rows < len(data_train) else None
+
+
+def cross_validate_kind(kind, ds, result, settings):
+    """Every model of one kind on the result's folds; a model that cannot be fitted or used on a
+    fold (a peer on too few samples) keeps the reason and is left out of the later folds."""
+    models = kind.cv_models(settings)
+    scores = result.scores[kind.name] = {name: Scores() for name in models}
+    for fold, (train, test) in enumerate(progress(result.folds, desc=f"{ds.category} {kind.name} folds", unit="fold")):
+        data_train, data_test = kind.data(ds, train), kind.data(ds, test)
+        if not len(data_test):
+            continue
+        for name, model in models.items():
+            if scores[name].error:
+                continue
+            try:
+                units, probs, voted, seconds, removed, rows = score_fold(kind, model, data_train, data_test,
+                                                                        settings.seed * 1000 + fold)
+                scores[name].add_fold(units, probs, voted, seconds, kind.frame_figures, removed, rows)
+            except ValueError as e:    # e.g. KNeighbors with fewer training samples than neighbours
+                scores[name].error = f"fold {fold + 1}: {str(e).splitlines()[0][:160]}"
+
+
+def cv_category(ds, run):
+    """Cross-validate every kind of one category on the same folds, print the tables; its CvResult."""
+    s = run.settings
+    folds, grouping = evaluation.cv_folds(ds, run.cv, s.seed, s.group_by)
+    reports.print_grouping_warning(ds, grouping)
+    result = CvResult(ds, grouping, folds)
+    start = time.perf_counter()
+    for kind in run.kinds():
+        problem = run.turned_off(kind) or kind.problem(ds, grouping)
+        if problem:
+            result.skipped[kind.name] = problem
+            continue
+        cross_validate_kind(kind, ds, result, s)
+    result.seconds = time.perf_counter() - start
+    result.advice = cv_advice(result)
+    reports.print_cv(result, run)
+    return result
