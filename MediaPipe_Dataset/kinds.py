@@ -48,6 +48,8 @@ class Kind:
     model_class = None     # the nn.Module it trains
     frame_figures = False  # whether --cv gives it per-frame accuracy, F1 and points removed
     help = None            # --<name>/--no-<name>'s help text (for kinds after the first)
+    parity_words = None    # what parity_inputs adds besides points removed, for quantize.py's report
+    int8_note = None       # what of its graph dynamic INT8 leaves in FP32, besides the layout's products
 
     def problem(self, ds, grouping, split=None):
         """None when this kind can be trained on ds under grouping (and, given, the split's
@@ -162,6 +164,7 @@ class FrameKind(Kind):
     highest mean probability over its frames (the frame vote)."""
     name, title, suffix, unit = "frame", "frame model", "", "frames"
     verdict, vote_words, model_class, frame_figures = "frames", "the frame vote", PoseClassifier, True
+    parity_words = "2 with no shoulder or hip"
 
     def __init__(self, net=None):
         self.net = net or FrameNetConfig()

@@ -158,6 +158,9 @@ class MotionKind(Kind):
     verdict, vote_words, model_class = "motion", "the motion model", MotionClassifier
     help = ("also train <category>_motion, a MotionClassifier on windows of each recording, when the samples have "
             "clips and timestamps and enough recordings are long enough (default: on)")
+    parity_words = "every other frame a gap, and 2 with nothing to place"
+    int8_note = ("the depthwise temporal convolutions are elementwise Mul and Add, which dynamic quantization does "
+                 "not take, so they stay FP32 too")
 
     def __init__(self, net=None, window=None):
         self.net, self.window = net or MotionNetConfig(), window or WindowConfig()

@@ -182,8 +182,8 @@ def read_record(path):
 
 
 def find_models(models_dir):
-    """{name: (ONNX path, kind)} of every model in models_dir, found by its training record
-    (<name>.json naming a registered kind, with <name>.onnx beside it), in name order."""
+    """{name: (ONNX path, kind, record)} of every model in models_dir, found by its training
+    record (<name>.json naming a registered kind, with <name>.onnx beside it), in name order."""
     from MediaPipe_Dataset import registry
     found = {}
     for entry in sorted(os.listdir(models_dir)) if os.path.isdir(models_dir) else []:
@@ -192,11 +192,12 @@ def find_models(models_dir):
         if ext != ".json" or name.startswith(".") or not os.path.isfile(paths[".onnx"]):
             continue
         try:
-            kind = registry.of_record(read_record(paths[".json"]))
+            record = read_record(paths[".json"])
         except DataError:
             continue
+        kind = registry.of_record(record)
         if kind is not None:
-            found[name] = (paths[".onnx"], kind)
+            found[name] = (paths[".onnx"], kind, record)
     return found
 
 
