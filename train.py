@@ -104,8 +104,8 @@ def check_args(p, args):
     """parse_args's checks of the values: p.error (exit 2) with one sentence."""
     if not 1 <= args.epochs <= MAX_EPOCHS or (args.batch_size is not None and not 2 <= args.batch_size <= MAX_BATCH):
         p.error(f"--epochs must be between 1 and {MAX_EPOCHS:,} and --batch-size between 2 and {MAX_BATCH:,}")
-    if not 0 < args.lr <= 10:
-        p.error("--lr must be a number > 0 and at most 10")
+    if not 0 < args.lr <= 1e30:        # past float32's range, torch cannot even store it
+        p.error("--lr must be a number > 0 and at most 1e30")
     if not 0 <= args.seed < 2 ** 32:
         p.error("--seed must be between 0 and 2**32 - 1 (scikit-learn's limit)")
     if not 0 < args.val_split < 1:
@@ -114,6 +114,8 @@ def check_args(p, args):
         p.error("--drop-joints and --min-visibility must be between 0 and 1, --label-smoothing at least 0 and below 1")
     if args.cv == 1 or args.cv < 0:
         p.error("--cv needs K >= 2")
+    if args.report is None:
+        args.report = not args.cv
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     elif args.device not in ("cpu", "cuda") or (args.device == "cuda" and not torch.cuda.is_available()):
@@ -127,8 +129,7 @@ def run_of(args):
         "epochs", "lr", "schedule", "batch_size", "val_split", "group_by", "label_smoothing", "augment",
         "drop_joints", "min_visibility", "seed", "device")})
     off = tuple(kind.name for kind in registry.KINDS[1:] if not getattr(args, kind.name))
-    return pipeline.Run(args.data_dir, args.models_dir, settings, off,
-                        not args.cv if args.report is None else args.report, args.cv)
+    return pipeline.Run(args.data_dir, args.models_dir, settings, off, args.report, args.cv)
 
 
 def chosen_categories(args):

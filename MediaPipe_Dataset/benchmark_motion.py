@@ -26,7 +26,9 @@ if __package__ in (None, ""):
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from MediaPipe_Dataset import evaluation, motion, outputs  # noqa: E402
+from MediaPipe_Dataset import evaluation, outputs, pipeline  # noqa: E402
+from MediaPipe_Dataset.config import MotionNetConfig, TrainingConfig, WindowConfig  # noqa: E402
+from MediaPipe_Dataset.motion import MotionKind  # noqa: E402
 from MediaPipe_Dataset.samples import Dataset, discover_categories  # noqa: E402
 
 
@@ -38,18 +40,18 @@ def config(text):
         raise argparse.ArgumentTypeError(f"expected FRAMES/FPS/WIDTH/WINDOWS such as 16/10/64/16, got {text!r}")
 
 
-def use(frames, fps, width, windows):
-    """Set the motion model's window, width and training windows (the module's constants)."""
-    motion.MOTION_FRAMES, motion.MOTION_FPS, motion.MOTION_WIDTH, motion.TRAIN_WINDOWS = frames, fps, width, windows
+def kind_of(frames, fps, width, windows):
+    """The motion model's kind with this window, width and number of training windows."""
+    return MotionKind(MotionNetConfig(width=width), WindowConfig(frames=frames, fps=fps, train_windows=windows))
 
 
-def score(ds, settings, folds):
-    """(per-recording accuracy of MotionClassifier over the folds, seconds)."""
-    scores = motion.MotionScores()
-    for train, test in folds:
-        scores.add_fold(motion.MotionNet(settings), motion.recordings(ds, train), motion.recordings(ds, test))
-    n, right = scores.clip_figures()
-    return right / n, scores.seconds
+def score(ds, kind, settings, folds):
+    """(per-recording accuracy of the kind's own model over the folds, seconds), as --cv scores it."""
+    result = pipeline.CvResult(ds, None, folds)
+    pipeline.cross_validate_kind(kind, ds, result, settings)
+    ours = next(iter(result.scores[kind.name].values()))
+    n, right = ours.clip_figures()
+    return right / n, ours.seconds
 
 
 def summarize(paths):
@@ -74,7 +76,8 @@ def summarize(paths):
         peers = [n for n in r[0] if n not in ("PoseClassifier", "MotionClassifier", "HGB on window statistics")
                  and r[0][n].get("clip_mean") is not None]
         best = max(peers, key=clip)
-        advised = 100 * np.mean([m if m > f else f for f, m in zip(frame, mine)])
+        advised = 100 * np.mean([m if x["MotionClassifier"].get("advised_verdict", "motion" if m > f else "frames") == "motion"
+                                 else f for x, f, m in zip(r, frame, mine)])
         record = (f"{sum(m > f for f, m in zip(frame, mine))}/{sum(m == f for f, m in zip(frame, mine))}/"
                   f"{sum(m < f for f, m in zip(frame, mine))}")
         time_ratio = np.mean([x["MotionClassifier"]["seconds"] / x["PoseClassifier"]["seconds"] for x in r])
@@ -84,7 +87,6 @@ def summarize(paths):
 
 
 def main(argv=None):
-    import train        # train.py's settings (epochs, lr, augmentation) are the motion model's
     if argv is None:
         argv = sys.argv[1:]
     if argv[:1] == ["--summarize"]:
@@ -106,12 +108,11 @@ def main(argv=None):
     for category in args.categories or discover_categories(args.data_dir):
         ds = Dataset(args.data_dir, category)
         for seed in args.seeds:
-            settings = train.parse_args(["--data-dir", args.data_dir, "--seed", str(seed)])
+            settings = TrainingConfig(seed=seed)         # train.py's defaults
             folds, _ = evaluation.cv_folds(ds, args.cv, seed, settings.group_by)
             for c in args.configs:
-                use(*c)
                 began = time.perf_counter()
-                accuracy, seconds = score(ds, settings, folds)
+                accuracy, seconds = score(ds, kind_of(*c), settings, folds)
                 rows.append({"category": category, "seed": seed, "config": "/".join(map(str, c)),
                              "clip_accuracy": round(accuracy, 6), "seconds": round(time.perf_counter() - began, 1)})
                 print(json.dumps(rows[-1]), flush=True)

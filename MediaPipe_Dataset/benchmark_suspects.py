@@ -45,7 +45,7 @@ def score(ds, flipped, train_idx, listed):
 
 
 def main(argv=None):
-    import train                                     # KeypointNormalizer, and train.py's split settings
+    from MediaPipe_Dataset.model import KeypointNormalizer
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", required=True, help="a real dataset folder")
     p.add_argument("--categories", nargs="+", help="categories (default: every one found)")
@@ -63,7 +63,7 @@ def main(argv=None):
             flipped = flip(ds, args.share, np.random.default_rng(seed))
             train_idx, _, _ = evaluation.split(ds, 0.2, seed, "auto")
             for below in args.below:
-                listed, _ = evaluation.suspect_labels(ds, train_idx, seed, train.KeypointNormalizer(), below)
+                listed, _ = evaluation.suspect_labels(ds, train_idx, seed, KeypointNormalizer(), below)
                 rows.append({"category": category, "seed": seed, "below": below, **score(ds, flipped, train_idx, listed)})
                 print(json.dumps(rows[-1]), flush=True)
     print("\nMean over seeds (precision and recall in %; per recording: a recording is listed when one of its "

@@ -27,7 +27,8 @@ import time
 if __package__ in (None, ""):      # run as a script: make MediaPipe_Dataset importable as a package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The sample contract (numpy only: no torch here): a sample extract.py writes is one train.py accepts.
-from MediaPipe_Dataset import outputs  # noqa: E402
+from MediaPipe_Dataset import outputs, store  # noqa: E402
+from MediaPipe_Dataset.workers import Workers  # noqa: E402
 from MediaPipe_Dataset.samples import CLASS_NAMES, class_dir, parse_keypoints  # noqa: E402
 
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -266,9 +267,10 @@ def parse_args(argv=None):
         p.error("--min-detection-confidence must be between 0 and 1")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.category) or args.category.startswith("."):
         p.error("--category: use letters, digits, '_', '-' or '.', e.g. squat or bicep_curl")
-    if args.category.endswith(("_int8", "_motion")):
-        p.error("--category may not end in _int8 or _motion (quantize.py names its models <category>_int8, "
-                "train.py its motion models <category>_motion, and train.py refuses such a category)")
+    if store.reserved_suffix(args.category):
+        p.error(f"--category may not end in {' or '.join(store.RESERVED_SUFFIXES)} (quantize.py names its models "
+                f"<category>{store.INT8}, train.py its other model kinds <category>_motion, and train.py refuses "
+                f"such a category)")
     return args
 
 
@@ -365,81 +367,12 @@ def serial_outcomes(inputs, args, progress):
             yield path, ("error", str(e))
 
 
-class Workers:
-    """`jobs` worker processes, each with its own pipe, and the tasks (make_tasks) each one
-    holds. The main process hands out the tasks, so it always knows which input a worker has:
-    the first of its task not yet done."""
-
-    def __init__(self, args, jobs, tasks):
-        import multiprocessing
-        self.context = multiprocessing.get_context("spawn")   # no fork of a process that may hold threads
-        self.args, self.pending, self.done = args, list(tasks), {}
-        self.slots = [self.start(slot) for slot in range(jobs)]
-
-    def start(self, slot):
-        """A new worker for `slot`, given the next task: [process, pipe, its task or None]."""
-        ours, theirs = self.context.Pipe()
-        process = self.context.Process(target=worker, args=(slot, theirs, self.args), daemon=True)
-        process.start()
-        theirs.close()
-        entry = [process, ours, None]
-        self.give(entry)
-        return entry
-
-    def give(self, entry):
-        entry[2] = self.pending.pop(0) if self.pending else None
-        try:
-            entry[1].send(entry[2])
-        except OSError:                  # it died already: its sentinel says so next
-            pass
-
-    def wait(self, timeout=0.5):
-        """Take what the workers sent within `timeout` seconds, and replace the dead."""
-        from multiprocessing.connection import wait
-        ready = wait([e[1] for e in self.slots if e[2]] + [e[0].sentinel for e in self.slots if e[2]], timeout)
-        for slot, entry in enumerate(self.slots):
-            process, conn, task = entry
-            if task and conn in ready:
-                try:
-                    index, outcome = conn.recv()
-                except (EOFError, OSError):      # it died, after what it sent whole
-                    self.died(slot, entry)
-                    continue
-                self.done[index] = outcome
-                if all(i in self.done for i, _ in task):
-                    self.give(entry)
-            elif task and process.sentinel in ready and not conn.poll():
-                self.died(slot, entry)
-
-    def died(self, slot, entry):
-        """A worker ended while holding a task: the input it held is an error, the rest of its
-        task goes first in the queue, and a new worker takes its slot."""
-        process, conn, task = entry
-        process.join()
-        code = process.exitcode
-        how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-        rest = [(i, p) for i, p in task if i not in self.done]
-        index, path = rest[0]
-        self.done[index] = ("error", f"{path}: the worker extracting it died ({how}; out of memory?)")
-        if rest[1:]:
-            self.pending.insert(0, rest[1:])
-        conn.close()
-        self.slots[slot] = self.start(slot)
-
-    def stop(self):
-        for process, conn, _ in self.slots:
-            process.terminate()
-        for process, conn, _ in self.slots:
-            process.join()
-            conn.close()
-
-
 def parallel_outcomes(inputs, args, jobs):
     """(path, outcome) of each input in input order, from `jobs` worker processes that take
     whole tasks (make_tasks). A worker that dies (killed, out of memory) costs the input it
     held, named as an error; the rest of its task goes to a new worker. Closing the generator
     (the run ends or is interrupted) stops the workers."""
-    workers, next_index = Workers(args, jobs, make_tasks(inputs, jobs)), 0
+    workers, next_index = Workers(worker, args, jobs, make_tasks(inputs, jobs)), 0
     try:
         while next_index < len(inputs):
             while next_index in workers.done:

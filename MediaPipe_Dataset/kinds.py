@@ -203,8 +203,8 @@ class FrameKind(Kind):
 
     def figures(self, v):
         return {**super().figures(v), "n_train": v.n_train, "n_val": len(v.units),
-                "val_accuracy_per_epoch": [round(h["val_acc"], 6) for h in v.history], "best_epoch": v.best,
-                "val_accuracy_points_removed": {str(k): round(a, 6) for k, a in v.removed.items()}}
+                "val_accuracy_per_epoch": [round(h["val_acc"], 6) for h in v.history if "val_acc" in h], "best_epoch": v.best,
+                "val_accuracy_points_removed": {str(k): round(a, 6) for k, a in (v.removed or {}).items()}}
 
     def cv_models(self, settings):
         return {"PoseClassifier": NetClassifier(self, settings),

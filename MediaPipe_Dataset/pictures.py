@@ -245,7 +245,7 @@ def cv_page(results, removed_points):
     plt = pyplot()
     sections = []
     for category, result in results.items():
-        models = {n: m for n, m in result.to_json().items() if n != "advice"}
+        models = result.to_json()
         frame = {n: m for n, m in models.items() if m.get("mean") is not None}
         fig, (a, b, c) = plt.subplots(1, 3, figsize=(14, 3.4))
         names = list(frame)

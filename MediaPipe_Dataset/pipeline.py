@@ -217,9 +217,14 @@ class CvResult:
         return {registry.by_name(k): next(iter(s.values())) for k, s in self.scores.items() if s}
 
     def to_json(self):
-        """{model name: figures} of every model, and `advice`: {verdict, why}."""
-        result = {name: s.to_json(self.grouping) for by_kind in self.scores.values() for name, s in by_kind.items()}
-        result["advice"] = {"verdict": self.advice[0], "why": self.advice[1]}
+        """{model name: figures} of every model; our models' entries (each kind's first) also hold
+        the advice: advised_verdict and advice."""
+        result = {}
+        for by_kind in self.scores.values():
+            for i, (name, s) in enumerate(by_kind.items()):
+                result[name] = s.to_json(self.grouping)
+                if i == 0:
+                    result[name].update(advised_verdict=self.advice[0], advice=self.advice[1])
         return result
 
 

@@ -18,11 +18,11 @@ def by_name(name):
 
 def of_record(record):
     """The kind a training record was written by: its `kind`, or for records of older versions
-    its model class; None when no registered kind matches. A kind that reads its settings back
+    its model class (the first kind's without either); None when no registered kind matches. A kind that reads its settings back
     from the record (from_record) comes with them."""
     name, cls = record.get("kind"), (record.get("model") or {}).get("class")
-    for kind in KINDS:
-        if kind.name == name or (name is None and kind.model_class.__name__ == cls):
+    for kind in KINDS:           # a record with neither is of the first versions: a frame model
+        if kind.name == name or (name is None and (kind.model_class.__name__ == cls or cls is None and kind is KINDS[0])):
             return kind.from_record(record) if hasattr(kind, "from_record") else kind
     return None
 

@@ -167,13 +167,13 @@ def onnx_metadata(path):
         return None
 
 
-def read_record(path):
-    """The training record at path (a dict), or raise DataError naming what is wrong."""
+def read_record(path, of=None):
+    """The training record at path (of the model file `of`), or raise DataError naming what is wrong."""
     try:
         with open(path) as f:
             record = json.load(f)
     except OSError as e:
-        raise DataError(f"{path}: cannot read the training record ({e.strerror})")
+        raise DataError(f"{path}: cannot read the training record{' of ' + of if of else ''} ({e.strerror})")
     except ValueError:
         raise DataError(f"{path}: not a training record (not valid JSON)")
     if not isinstance(record, dict) or not isinstance(record.get("model"), dict):
@@ -209,7 +209,7 @@ def load_model(path):
     import torch
     from MediaPipe_Dataset import registry
     record_path = os.path.splitext(path)[0] + ".json"
-    record = read_record(record_path)
+    record = read_record(record_path, path)
     kind = registry.of_record(record)
     if kind is None or not isinstance(record["model"].get("config"), dict):
         raise DataError(f"{record_path}: not a training record with a model configuration (made by an "

@@ -104,3 +104,33 @@ def assert_readme_defaults_match(script, args):
         else:
             assert value == stated, flag
     return len(rows)
+
+
+def run_main(module, *argv):
+    """(exit code, stdout, stderr) of a script's main(argv) (train, quantize, extract, ...)."""
+    import contextlib
+    import io
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = module.main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def run_train(*argv):
+    import train
+    return run_main(train, *argv)
+
+
+def run_quantize(*argv):
+    """quantize.py with few timed runs: the tests check behaviour, not speed."""
+    import quantize
+    return run_main(quantize, *argv, "--runs", "20", "--batch-size", "16")
+
+
+def readme_snippet(title):
+    """The first ```python block after the README heading `title`."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    start = text.index(title)
+    block = text[text.index("```python\n", start) + len("```python\n"):]
+    return block[:block.index("```")]

@@ -12,9 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
-from MediaPipe_Dataset import samples
+from conftest import ROOT, readme_snippet, run_main
 import train
+from MediaPipe_Dataset import motion, samples  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "MediaPipe_Dataset"))
 import extract  # noqa: E402
@@ -39,10 +39,7 @@ needs_video = pytest.mark.skipif(
 
 
 def run(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = extract.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
+    return run_main(extract, *argv)
 
 
 def samples_in(folder):
@@ -246,7 +243,6 @@ def test_help_states_the_defaults():
 @needs_video
 def test_the_readme_video_snippet_runs_verbatim_on_the_fixture_clip(tmp_path):
     from conftest import build_dataset
-    from test_train import readme_snippet
     data = build_dataset(tmp_path / "data")
     with contextlib.redirect_stdout(io.StringIO()):
         assert train.main(["--data-dir", data, "--models-dir", str(tmp_path / "models"), "--epochs", "3"]) == 0
@@ -474,7 +470,6 @@ def test_subject_is_written_into_every_sample_and_train_keeps_people_whole(tmp_p
 @needs_video
 def test_the_readme_ring_buffer_snippet_runs_verbatim_on_the_fixture_clip(tmp_path):
     from MediaPipe_Dataset.movements import write_movements
-    from test_train import readme_snippet
     data = write_movements(str(tmp_path / "data"), recordings=4, seconds=3.0)
     with contextlib.redirect_stdout(io.StringIO()):
         assert train.main(["--data-dir", data, "--models-dir", str(tmp_path / "models"), "--epochs", "2"]) == 0
@@ -490,4 +485,4 @@ def test_the_readme_ring_buffer_snippet_runs_verbatim_on_the_fixture_clip(tmp_pa
     assert run_.returncode == 0, run_.stderr
     last, video = run_.stdout.split("Last ")[1].split("; video: ")
     assert last.split(": ")[1].split()[0] in ("Correct", "Incorrect") and video.split()[0] in ("Correct", "Incorrect")
-    assert int(video.split("mean of ")[1].split()[0]) == 20 - train.motion.MOTION_FRAMES + 1   # one per new frame
+    assert int(video.split("mean of ")[1].split()[0]) == 20 - motion.WINDOW.frames + 1   # one per new frame

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,26 +16,12 @@ import onnx
 import pytest
 import torch
 
-from conftest import ROOT, STANDING, build_dataset, write_sample
+from conftest import ROOT, STANDING, build_dataset, run_quantize, run_train, write_sample
 import quantize
-from MediaPipe_Dataset import evaluation, samples
 import train
+from MediaPipe_Dataset import evaluation, pipeline, samples  # noqa: E402
 
 FLAT = STANDING.reshape(-1)
-
-
-def run_train(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = train.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
-
-
-def run_quantize(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = quantize.main([str(a) for a in argv] + ["--runs", "20", "--batch-size", "16"])
-    return code, out.getvalue(), err.getvalue()
 
 
 def no_traceback(err):
@@ -115,13 +102,13 @@ def test_a_full_disk_while_saving_fails_that_category_only(tmp_path, two_categor
 
 
 def test_ctrl_c_ends_in_one_line_saying_what_was_kept(tmp_path, two_categories, monkeypatch):
-    real = train.train_category
+    real = pipeline.train_category
 
-    def interrupted_second(ds, args):          # equal sizes: execution trains first, then stance
+    def interrupted_second(ds, run, log=None):          # equal sizes: execution trains first, then stance
         if ds.category == "stance":
             raise KeyboardInterrupt
-        return real(ds, args)
-    monkeypatch.setattr(train, "train_category", interrupted_second)
+        return real(ds, run, log)
+    monkeypatch.setattr(pipeline, "train_category", interrupted_second)
     code, _, err = run_train("--data-dir", two_categories, "--models-dir", tmp_path / "m", "--epochs", "2")
     assert code == 130 and "Traceback" not in err
     (line,) = [ln for ln in err.splitlines() if ln.strip()]
@@ -276,6 +263,7 @@ def test_quantize_refuses_foreign_models_and_goes_on(tmp_path, width, with_metad
     models = tmp_path / "m"
     assert run_train("--data-dir", data, "--models-dir", models, "--epochs", "2")[0] == 0
     foreign_model(models / "aaa.onnx", width, with_metadata)         # sorted first: the others come after it
+    shutil.copy(models / "stance.json", models / "aaa.json")         # found by a record, as every model is
     code, _, err = run_quantize("--models-dir", models, "--data-dir", data)
     (line,) = no_traceback(err)
     assert code == 1 and "aaa.onnx: not a pose model from train.py" in line and why in line

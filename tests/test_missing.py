@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from conftest import STANDING, build_dataset
-from MediaPipe_Dataset import evaluation, reports, samples
 import train
+from MediaPipe_Dataset import evaluation, model as model_lib, registry, reports, samples, store  # noqa: E402
 
 FLAT = STANDING.reshape(-1)
 NAN = float("nan")
@@ -167,27 +167,27 @@ def test_model_gives_finite_probabilities_for_any_missing_points_and_half_for_no
 
 
 def test_the_model_sees_which_points_are_missing():
-    f = train.pose_features(torch.from_numpy(train.KeypointNormalizer()(expected_missing(KNEE_ANKLE))[None]))
-    assert f.shape == (1, train.NUM_FEATURES) and torch.isfinite(f).all()
+    f = model_lib.pose_features(torch.from_numpy(train.KeypointNormalizer()(expected_missing(KNEE_ANKLE))[None]))
+    assert f.shape == (1, model_lib.NUM_FEATURES) and torch.isfinite(f).all()
     presence = f[0, -14:]
     assert presence[list(KNEE_ANKLE)].sum() == 0 and presence.sum() == 12
-    n_angles = len(train.JOINT_ANGLES)
+    n_angles = len(model_lib.JOINT_ANGLES)
     cos = f[0, 28:28 + n_angles]
-    assert cos[train.JOINT_ANGLES.index((8, 9, 10))] == 0          # right knee angle: points missing
-    assert cos[train.JOINT_ANGLES.index((2, 3, 4))] != 0           # right elbow angle: all there
+    assert cos[model_lib.JOINT_ANGLES.index((8, 9, 10))] == 0          # right knee angle: points missing
+    assert cos[model_lib.JOINT_ANGLES.index((2, 3, 4))] != 0           # right elbow angle: all there
 
 
 def test_joint_dropout_drops_real_patterns_and_always_keeps_a_shoulder_or_hip():
     gen = torch.Generator().manual_seed(0)
     x = torch.from_numpy(np.tile(FLAT, (2000, 1)).astype(np.float32)).reshape(2000, 14, 2)
     x[:1000, [2, 5, 8]] = np.nan                        # half of them have only the left hip of the torso
-    out = train.drop_points(x, 0.5, gen)
+    out = model_lib.drop_points(x, 0.5, gen)
     present = ~torch.isnan(out[..., 0])
     assert present[:, samples.TORSO].any(1).all()
     hit = (present != ~torch.isnan(x[..., 0])).any(1)
     assert 0.4 < hit.float().mean() < 0.6
     assert not torch.equal(out[1000:][hit[1000:]].isnan(), torch.zeros_like(out[1000:][hit[1000:]]).bool())
-    untouched = train.drop_points(x, 0.0, gen)
+    untouched = model_lib.drop_points(x, 0.0, gen)
     assert torch.equal(untouched.isnan(), x.isnan())
 
 
@@ -232,7 +232,7 @@ def test_onnx_takes_nan_and_matches_pytorch_with_points_missing(legless):
     model.load_state_dict(torch.load(legless["models"] / "stance.pt"))
     model.eval()
     ds = samples.Dataset(legless["data"], "stance")
-    x = train.parity_inputs(ds.X)
+    x = evaluation.parity_inputs(ds.X)
     assert np.isnan(x).all(1).any() and len(x) > 4 * len(ds.X)
     session = ort.InferenceSession(str(legless["models"] / "stance.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(None, {"input": x})[0]
@@ -253,14 +253,15 @@ def test_a_model_giving_nan_is_not_written_and_earlier_models_stay(tmp_path, mon
     models.mkdir()
     for ext in (".pt", ".onnx"):
         (models / f"stance{ext}").write_bytes(b"earlier model")
-    real_fit = train.fit
+    frame = registry.by_name("frame")
+    real_fit = frame.fit
 
     def poisoned(*args, **kwargs):
-        model, history, best = real_fit(*args, **kwargs)
+        model, history, best, batch = real_fit(*args, **kwargs)
         with torch.no_grad():
             model.head[-1].bias.fill_(math.nan)
-        return model, history, best
-    monkeypatch.setattr(train, "fit", poisoned)
+        return model, history, best, batch
+    monkeypatch.setattr(frame, "fit", poisoned)
     assert train.main(["--data-dir", data, "--models-dir", str(models), "--epochs", "2"]) == 1
     err = capsys.readouterr().err
     assert "error: stance: training diverged" in err and "Traceback" not in err
@@ -273,7 +274,7 @@ def test_the_export_check_fails_on_nan_outputs(tmp_path):
     with torch.no_grad():
         model.head[-1].bias.fill_(math.nan)
     with pytest.raises(samples.DataError, match="outputs not finite"):
-        train.write_models(model, "stance", str(tmp_path), {}, {}, np.tile(FLAT, (4, 1)).astype(np.float32))
+        store.write_model(model, "stance", str(tmp_path), {}, {}, np.tile(FLAT, (4, 1)).astype(np.float32), (28,))
     assert os.listdir(tmp_path) == []            # nothing written, no temporary file left
 
 

@@ -13,21 +13,14 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import build_dataset
+from conftest import build_dataset, run_main
 import quantize
-from MediaPipe_Dataset import motion, samples
+from MediaPipe_Dataset import evaluation, motion, quantization, samples, training
 from MediaPipe_Dataset.model import MotionClassifier, augment, drop_points
 from MediaPipe_Dataset.movements import write_movements
 import train
 
-T, FPS = motion.MOTION_FRAMES, motion.MOTION_FPS
-
-
-def run_main(module, *argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = module.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
+T, FPS = motion.WINDOW.frames, motion.WINDOW.fps
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +67,7 @@ def test_instants_take_the_nearest_frame_and_gaps_and_the_end_of_a_short_recordi
 def test_verdict_windows_cover_the_recording_every_quarter_window_and_end_at_its_end():
     ds = fake_dataset(["r"] * 100, np.arange(100) / 30)            # 3.3 s: 34 instants at 10 per second
     (rec,) = motion.recordings(ds)
-    starts = motion.verdict_starts(rec, T, FPS)
+    starts = motion.verdict_starts(rec, motion.WINDOW)
     assert starts[0] == 0 and np.allclose(np.diff(starts)[:-1], T // 4 / FPS)
     assert starts[-1] == pytest.approx((rec.instants() - T) / FPS)     # the last window ends at the end
     windows, owner = motion.verdict_windows([rec, rec])
@@ -124,7 +117,7 @@ def test_train_writes_the_motion_model_and_its_record_and_advises_it_when_it_win
     r = trained["report"]["curl"]
     m = r["motion"]
     assert set(m) >= {"val_window_accuracy", "val_clip_accuracy", "n_val_clips", "frame_vote_clip_accuracy",
-                      "train_seconds", "onnx_nodes", "advised_verdict"}
+                      "train_seconds", "onnx_nodes", "batch_size"}
     # the tempo is the label: frames cannot tell, windows can
     assert m["val_clip_accuracy"] > m["frame_vote_clip_accuracy"] and r["advised_verdict"] == "motion"
     assert "Advice: trust the motion model's verdict for curl" in trained["out"]
@@ -142,11 +135,11 @@ def test_the_motion_onnx_file_matches_pytorch_with_missing_points_and_says_its_w
     assert int(meta["window_frames"]) == T and float(meta["frame_rate"]) == FPS and "min_visibility" in meta
     ds = samples.Dataset(trained["data"], "curl")
     windows, _ = motion.verdict_windows(motion.recordings(ds)[:3])
-    x = motion.parity_windows(windows)
+    x = evaluation.parity_windows(windows)
     got = session.run(None, {"input": x})[0]
     model = train.load_model(str(trained["models"] / "curl_motion.pt"))
     assert np.isfinite(got).all() and np.allclose(got.sum(1), 1, atol=1e-5)
-    assert np.abs(got - motion.window_probabilities(model, x)).max() <= 1e-5
+    assert np.abs(got - training.probabilities(model, x)).max() <= 1e-5
     np.testing.assert_allclose(got[-2:], 0.5, atol=1e-6)          # the all-NaN and nose-only windows
 
 
@@ -172,15 +165,16 @@ def test_quantize_makes_the_motion_int8_model_and_reports_windows_and_recordings
     assert code == 0, err
     assert os.path.isfile(trained["models"] / "curl_motion_int8.onnx")
     f = json.loads((tmp_path / "q.json").read_text())["curl_motion"]
-    assert f["unit"] == "windows" and f["window"] == [T, FPS] and f["n_val_clips"] >= 1
-    assert 0 <= f["int8"]["clip_accuracy_val"] <= 1 and f["frame_fp32_p50_us"] > 0
+    assert f["unit"] == "windows" and f["kind"] == "motion" and f["n_val_clips"] >= 1
+    assert 0 <= f["int8"]["clip_accuracy_val"] <= 1
+    assert json.loads((tmp_path / "q.json").read_text())["curl"]["fp32"]["latency_p50_us"] > 0
     q = onnx.load(str(trained["models"] / "curl_motion_int8.onnx"))
     assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in q.graph.node)
     assert "FP32 window p50 at most 10x the frame model's FP32 p50" in out and "held-out windows" in out
     assert "Which verdict to trust" in out
-    quantize.quant_pre_process(str(trained["models"] / "curl_motion.onnx"), str(tmp_path / "pre.onnx"),
+    quantization.quant_pre_process(str(trained["models"] / "curl_motion.onnx"), str(tmp_path / "pre.onnx"),
                                skip_symbolic_shape=True)
-    fp32_layout = quantize.feature_nodes(onnx.load(str(tmp_path / "pre.onnx")))     # as quantize() sees it
+    fp32_layout = quantization.feature_nodes(onnx.load(str(tmp_path / "pre.onnx")))     # as quantize() sees it
     assert f["int8_nodes"]["fp32"] == len(fp32_layout) > 0 and f["int8_nodes"]["int8"] > 0   # what the report says
     assert "depthwise temporal convolutions are elementwise Mul and Add" in out
 
@@ -200,12 +194,9 @@ def test_cv_puts_the_motion_model_and_the_window_statistics_peer_on_the_same_fol
 def test_benchmark_motion_scores_each_configuration_on_the_cv_folds(tmp_path, capsys):
     from MediaPipe_Dataset import benchmark_motion
     data = write_movements(str(tmp_path / "d"), recordings=4, seconds=2.0)
-    saved = motion.MOTION_FRAMES, motion.MOTION_FPS, motion.MOTION_WIDTH, motion.TRAIN_WINDOWS
-    try:
-        assert benchmark_motion.main(["--data-dir", data, "--configs", "8/10/32/2", "16/10/32/2", "--seeds", "0",
-                                      "--cv", "2", "--json", str(tmp_path / "b.json")]) == 0
-    finally:
-        benchmark_motion.use(*saved)
+    assert benchmark_motion.main(["--data-dir", data, "--configs", "8/10/32/2", "16/10/32/2", "--seeds", "0",
+                                  "--cv", "2", "--json", str(tmp_path / "b.json")]) == 0
+    assert motion.WINDOW.frames == 16          # the configurations are objects, not module constants
     rows = json.loads((tmp_path / "b.json").read_text())
     assert [r["config"] for r in rows] == ["8/10.0/32/2", "16/10.0/32/2"]
     assert all(0 <= r["clip_accuracy"] <= 1 for r in rows) and "Mean per-recording accuracy" in capsys.readouterr().out

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import build_dataset, build_people
-from MediaPipe_Dataset import evaluation, samples
-from test_hostile import run_train as run
+from conftest import run_train as run
 import train
+from MediaPipe_Dataset import evaluation, samples, training  # noqa: E402
 
 
 def subjects_of(ds, rows):
@@ -90,7 +90,7 @@ def test_without_subjects_nothing_changes(tmp_path):
 def test_the_kept_epoch_is_not_a_one_epoch_spike():
     history = [{"val_acc": a, "val_acc_2_removed": 0.5, "val_loss": 1.0}
                for a in (0.60, 0.67, 0.98, 0.82, 0.90, 0.93, 0.94, 0.92)]
-    assert train.kept_epoch(history) == 7              # 0.98 at epoch 3 lies between 0.67 and 0.82
+    assert training.kept_epoch(history) == 7              # 0.98 at epoch 3 lies between 0.67 and 0.82
     ties = [dict(h, val_acc=0.9) for h in history]
     ties[4]["val_acc_2_removed"] = 0.8                 # equal on whole frames: the one that copes with missing points
-    assert train.kept_epoch(ties) == 5
+    assert training.kept_epoch(ties) == 5

@@ -10,17 +10,10 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import build_dataset
+from conftest import build_dataset, run_train
 from MediaPipe_Dataset import evaluation, pictures, samples
 from MediaPipe_Dataset.movements import write_movements
 import train
-
-
-def run_train(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = train.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 def flip_recording(data, category, clip, label):
@@ -58,8 +51,8 @@ def test_a_normal_run_writes_a_self_contained_report_and_prints_its_path(flipped
     assert path == str(flipped["models"] / "stance_report.html") and f"Report: {path}" in flipped["out"]
     text = open(path, encoding="utf-8").read()
     assert self_contained(text) and text.count("data:image/png;base64,") >= 4     # curves, matrices, strips, suspects
-    for heading in ("Training", "Confusion matrices (validation)", "Validation recordings over time",
-                    "The validation frames most confidently misjudged", "Suspect labels"):
+    for heading in ("Training: frame model", "Confusion matrices (validation)", "Validation recordings over time",
+                    "The frame model&#x27;s most confidently misjudged frames", "Suspect labels"):
         assert f"<h2>{heading}</h2>" in text
 
 
@@ -99,8 +92,9 @@ def test_the_report_shows_the_motion_model_windows(tmp_path):
     code, _, err = run_train("--data-dir", data, "--models-dir", tmp_path / "m", "--epochs", "3")
     assert code == 0, err
     text = open(tmp_path / "m" / "curl_report.html", encoding="utf-8").read()
-    assert self_contained(text) and "of each motion-model window" in text
-    assert "<h2>The motion model&#x27;s most confidently misjudged windows (their middle frame)</h2>" in text
+    assert self_contained(text) and "motion model: each of its windows" in text
+    assert "<h2>Training: motion model</h2>" in text
+    assert "<h2>The motion model&#x27;s most confidently misjudged windows</h2>" in text
 
 
 def test_cv_writes_its_report_only_when_asked(tmp_path):

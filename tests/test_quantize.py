@@ -12,8 +12,8 @@ import pytest
 
 from conftest import STANDING, assert_readme_defaults_match, build_dataset
 import quantize
-from MediaPipe_Dataset import samples
 import train
+from MediaPipe_Dataset import evaluation, model as model_lib, quantization, registry, samples  # noqa: E402
 
 FIGURES = {"size_bytes", "accuracy_val", "accuracy_all", "latency_p50_us", "latency_p95_us", "throughput_per_s"}
 
@@ -52,7 +52,7 @@ def test_quantized_models_load_agree_and_keep_interface_and_metadata(models, tra
         q = onnx.load(int8)
         assert any(n.op_type == "MatMulInteger" for n in q.graph.node)          # really INT8
         int8_meta = {p.key: p.value for p in q.metadata_props}
-        assert int8_meta.pop("quantization") == quantize.QUANTIZATION
+        assert int8_meta.pop("quantization") == quantization.QUANTIZATION
         assert int8_meta == {p.key: p.value for p in onnx.load(fp32).metadata_props}
         sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32, int8)]
         for s in sessions:
@@ -76,8 +76,8 @@ def test_report_and_json_hold_every_figure(models, trained, tmp_path):
     for text in ["=== MediaPipe Pose Model Quantization ===", "✓ Found", "stance.onnx", "Quantizing ",
                  "Quantized model saved: ", "stance_int8.onnx", "COMPARISON REPORT: STANCE MODELS",
                  "COMPARISON REPORT: EXECUTION MODELS", "File Size Comparison:", "  Original: ", "  Quantized: ",
-                 "  Size Reduction: ", "held-out samples", "Agreement: ", "latency p50", "latency p95",
-                 "throughput", "per single sample (p50) on this machine", "Reference figures:",
+                 "  Size Reduction: ", "held-out frames", "Agreement: ", "latency p50", "latency p95",
+                 "throughput", "per single input (p50) on this machine", "Reference figures:",
                  "file at most 30% of FP32", "SUMMARY", "Call floor", "the time of ONNX Runtime's cheapest call",
                  "Deploy, by this run's figures: "]:
         assert text in out, text
@@ -114,12 +114,12 @@ def test_targets_are_checked_against_the_measured_figures():
     f = {"fp32": {"size_bytes": 1000, "accuracy_val": 0.90, "latency_p50_us": 10.0, "throughput_per_s": 100.0},
          "int8": {"size_bytes": 290, "accuracy_val": 0.885, "latency_p50_us": 12.5, "throughput_per_s": 175.0},
          "call_floor_p50_us": 3.0}
-    assert [met for _, met, _ in quantize.check_targets(f)] == [True, False, False, True, False]
+    frame = registry.by_name("frame")
+    assert [met for _, met, _ in quantization.goals(frame, f, {})] == [True, False, False, True]
     f["int8"].update(size_bytes=310, accuracy_val=0.9, latency_p50_us=11.5, throughput_per_s=160.0)
-    f["call_floor_p50_us"] = 3.5
-    assert [met for _, met, _ in quantize.check_targets(f)] == [False, True, True, False, True]
+    assert [met for _, met, _ in quantization.goals(frame, f, {})] == [False, True, True, False]
     f["fp32"]["accuracy_val"] = None            # accuracy not measured: no accuracy target line
-    assert len(quantize.check_targets(f)) == 4
+    assert len(quantization.goals(frame, f, {})) == 3
 
 
 def test_no_models_says_to_train_first(tmp_path):
@@ -140,6 +140,9 @@ def test_a_foreign_onnx_model_is_refused(models, trained):
                                    [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
                                    [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
     onnx.save(onnx.helper.make_model(graph), models / "other.onnx")
+    code, _, err = run(models, trained["data"], "--categories", "other", "stance")
+    assert code == 1 and "no model for other" in err            # no training record: not one of ours
+    shutil.copy(models / "stance.json", models / "other.json")   # a record that does not fit the file
     code, _, err = run(models, trained["data"], "--categories", "other", "stance")
     assert code == 1 and "other.onnx: not a pose model from train.py" in err
     assert not (models / "other_int8.onnx").exists() and (models / "stance_int8.onnx").exists()
@@ -171,7 +174,7 @@ def test_a_failed_quantization_leaves_no_partial_file(models, trained, monkeypat
         with open(dst, "wb") as f:
             f.write(b"half")
         raise RuntimeError("disk full")
-    monkeypatch.setattr(quantize, "quantize_dynamic", broken)
+    monkeypatch.setattr(quantization, "quantize_dynamic", broken)
     code, _, err = run(models, trained["data"], "--categories", "stance")
     assert code == 1 and "quantization failed" in err and "stance.onnx" in err
     assert sorted(os.listdir(models)) == ["execution.json", "execution.onnx", "execution.pt", "execution_report.html",
@@ -186,7 +189,7 @@ def test_int8_takes_nan_and_gives_finite_probabilities(models, trained):
     code, out, _ = run(models, trained["data"], "--categories", "stance")
     assert code == 0 and "Missing points: on " in out and "both models give finite probabilities" in out
     ds = samples.Dataset(trained["data"], "stance")
-    x = train.parity_inputs(ds.X[:20])
+    x = evaluation.parity_inputs(ds.X[:20])
     for name in ("stance.onnx", "stance_int8.onnx"):
         probs = ort.InferenceSession(str(models / name), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
         assert np.isfinite(probs).all() and np.allclose(probs.sum(1), 1, atol=1e-5), name
@@ -201,10 +204,10 @@ def test_a_model_giving_nan_for_missing_points_fails_its_check():
         def run(self, names, feeds):
             return [np.full((len(feeds["input"]), 2), self.value, dtype=np.float32)]
     x = np.tile(STANDING.reshape(1, -1), (4, 1)).astype(np.float32)
-    check = quantize.missing_point_check([Session(0.5), Session(0.5)], ("a.onnx", "b.onnx"), x)
+    check = quantization.missing_point_check([Session(0.5), Session(0.5)], ("a.onnx", "b.onnx"), x)
     assert check["agreement"] == 1 and check["max_probability_diff"] == 0
     with pytest.raises(quantize.ModelError, match="b.onnx: gives probabilities that are not finite"):
-        quantize.missing_point_check([Session(0.5), Session(np.nan)], ("a.onnx", "b.onnx"), x)
+        quantization.missing_point_check([Session(0.5), Session(np.nan)], ("a.onnx", "b.onnx"), x)
 
 
 def test_the_feature_arithmetic_stays_fp32_and_only_the_network_is_int8(models, trained):
@@ -237,6 +240,6 @@ def test_the_int8_file_keeps_the_layout_matrices_exact_in_half_the_bytes(models,
     halves = {i.name: onnx.numpy_helper.to_array(i) for i in int8.graph.initializer
               if i.data_type == onnx.TensorProto.FLOAT16}
     assert len(halves) >= 10
-    layout = [m.numpy() for m in train.LAYOUT.values() if m.is_floating_point() and m.dim() == 2]
+    layout = [m.numpy() for m in model_lib.LAYOUT.values() if m.is_floating_point() and m.dim() == 2]
     for w in halves.values():      # each one is a layout matrix (or its negative), exactly
         assert any(w.shape == m.shape and np.abs(np.abs(w.astype(np.float32)) - np.abs(m)).max() == 0 for m in layout)

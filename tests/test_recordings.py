@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import build_dataset
+from conftest import build_dataset, readme_snippet
 from MediaPipe_Dataset import samples
 import train
 
@@ -82,7 +82,6 @@ def test_the_readme_deployment_snippets_run_verbatim(tmp_path, title):
     import subprocess
     import sys
     from conftest import ROOT
-    from test_train import readme_snippet
     data = build_dataset(tmp_path / "data", missing=(12, 13))       # the left leg is not recorded
     with contextlib.redirect_stdout(io.StringIO()):
         assert train.main(["--data-dir", data, "--models-dir", str(tmp_path / "models"), "--epochs", "3"]) == 0

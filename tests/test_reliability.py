@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ROOT, build_dataset, make_pose, write_sample
 from MediaPipe_Dataset import evaluation, outputs, samples
-from test_hostile import run_quantize as quantize_run, run_train as run
+from conftest import run_quantize as quantize_run, run_train as run
 import train
 
 
@@ -164,8 +164,8 @@ def test_quantize_refuses_a_model_that_changes_while_it_is_quantized(tmp_path, m
     assert run("--data-dir", data, "--models-dir", other, "--epochs", "2", "--seed", "3")[0] == 0
     real = quantize.compare
 
-    def retrained_meanwhile(category, fp32, int8, args):
-        figures = real(category, fp32, int8, args)
+    def retrained_meanwhile(name, kind, record, fp32, *rest):
+        figures = real(name, kind, record, fp32, *rest)
         shutil.copy(other / "stance.onnx", fp32)
         return figures
     monkeypatch.setattr(quantize, "compare", retrained_meanwhile)
@@ -291,11 +291,12 @@ def test_ctrl_c_while_the_libraries_load_is_one_line(tmp_path):
 
 def test_reference_figures_print_the_digits_that_decide():
     import quantize
-    assert quantize.deciding(1.6982, 1.7) == "1.698" and quantize.deciding(1.75, 1.7) == "1.75"
-    assert quantize.deciding(0.3, 0.3) == "0.30"           # exactly the goal: reached, printed plainly
+    assert evaluation.deciding(1.6982, 1.7) == "1.698" and evaluation.deciding(1.75, 1.7) == "1.75"
+    assert evaluation.deciding(0.3, 0.3) == "0.30"           # exactly the goal: reached, printed plainly
     figures = {"fp32": {"size_bytes": 100, "accuracy_val": None, "latency_p50_us": 10.0, "throughput_per_s": 1000.0},
                "int8": {"size_bytes": 30, "accuracy_val": None, "latency_p50_us": 11.0, "throughput_per_s": 1698.2},
                "call_floor_p50_us": 4.0}
-    rows = {goal: (reached, figure) for goal, reached, figure in quantize.check_targets(figures)}
+    from MediaPipe_Dataset import quantization, registry
+    rows = {goal: (reached, figure) for goal, reached, figure in quantization.goals(registry.by_name("frame"), figures, {})}
     assert rows["batch throughput at least 1.7x FP32"] == (False, "1.698x")
     assert rows["file at most 30% of FP32"] == (True, "30.00%")

@@ -17,9 +17,10 @@ import pytest
 import torch
 from sklearn.dummy import DummyClassifier
 
-from conftest import ROOT, STANDING, assert_readme_defaults_match, build_dataset, write_sample
-from MediaPipe_Dataset import evaluation, model as model_module, samples
+from conftest import ROOT, STANDING, assert_readme_defaults_match, build_dataset, readme_snippet, write_sample
 import train
+from MediaPipe_Dataset.config import FrameNetConfig, TrainingConfig  # noqa: E402
+from MediaPipe_Dataset import evaluation, model as model_lib, registry, samples, store, training  # noqa: E402
 
 FLAT = STANDING.reshape(-1)
 
@@ -184,7 +185,7 @@ def test_a_failed_export_leaves_earlier_models_untouched(tmp_path, monkeypatch, 
     models.mkdir()
     for ext in (".pt", ".onnx"):
         (models / f"stance{ext}").write_bytes(b"earlier model")
-    monkeypatch.setattr(train, "onnx_parity", lambda *a: 1.0)     # ONNX disagrees with PyTorch
+    monkeypatch.setattr(store, "onnx_parity", lambda *a: 1.0)     # ONNX disagrees with PyTorch
     assert run_main(*small_args(dataset, models)) == 1
     assert "disagree" in one_sentence_error(capsys)[0]
     assert sorted(os.listdir(models)) == ["stance.onnx", "stance.pt"]   # no temporary files left
@@ -233,12 +234,12 @@ def test_augment_mirror_swaps_left_and_right():
     one_arm_up = STANDING.copy()
     one_arm_up[4] = [0.40, 0.10]                       # right wrist raised: not left-right symmetric
     x = torch.from_numpy(train.KeypointNormalizer()(one_arm_up.reshape(-1))).unsqueeze(0).repeat(64, 1)
-    saved = model_module.AUG_ROTATION_DEG, model_module.AUG_STRETCH, model_module.AUG_JITTER
+    saved = model_lib.AUG_ROTATION_DEG, model_lib.AUG_STRETCH, model_lib.AUG_JITTER
     try:
-        model_module.AUG_ROTATION_DEG = model_module.AUG_STRETCH = model_module.AUG_JITTER = 0.0
-        out = train.augment(x, torch.Generator().manual_seed(0)).reshape(64, 14, 2)
+        model_lib.AUG_ROTATION_DEG = model_lib.AUG_STRETCH = model_lib.AUG_JITTER = 0.0
+        out = model_lib.augment(x, torch.Generator().manual_seed(0)).reshape(64, 14, 2)
     finally:
-        model_module.AUG_ROTATION_DEG, model_module.AUG_STRETCH, model_module.AUG_JITTER = saved
+        model_lib.AUG_ROTATION_DEG, model_lib.AUG_STRETCH, model_lib.AUG_JITTER = saved
     p = x[0].reshape(14, 2)
     mirrored = p[samples.MIRROR] * torch.tensor([-1.0, 1.0])
     assert not torch.allclose(mirrored, p)
@@ -251,25 +252,26 @@ def test_augment_mirror_swaps_left_and_right():
 def test_training_is_deterministic_and_keeps_the_best_epoch(tmp_path):
     ds = samples.Dataset(build_dataset(tmp_path / "d"), "stance")
     tr, va, _ = evaluation.split(ds, 0.25, seed=0)
-    args = train.parse_args(["--epochs", "6", "--seed", "3"])
-    m1, hist, best = train.fit(ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], args)
-    m2, _, _ = train.fit(ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], args)
+    frame, args = registry.by_name("frame"), train.run_of(train.parse_args(["--epochs", "6", "--seed", "3"])).settings
+    fit = lambda settings: frame.fit(frame.data(ds, tr), frame.data(ds, va), settings)
+    m1, hist, best, _ = fit(args)
+    m2 = fit(args)[0]
     s1, s2 = m1.state_dict(), m2.state_dict()
     assert all(torch.equal(s1[k], s2[k]) for k in s1)
     # the returned weights are the best epoch's, not the last epoch's
-    _, acc, _ = train.evaluate(m1, torch.from_numpy(ds.X[va]), torch.from_numpy(ds.y[va]))
+    _, acc, _ = training.evaluate(m1, torch.from_numpy(ds.X[va]), torch.from_numpy(ds.y[va]))
     assert math.isclose(acc, hist[best - 1]["val_acc"], abs_tol=1e-6)
     assert hist[best - 1]["val_acc"] == max(h["val_acc"] for h in hist)
     # among the epochs tied on validation accuracy, the one most accurate with 2 points removed
     tied = [h for h in hist if h["val_acc"] == hist[best - 1]["val_acc"]]
     assert hist[best - 1]["val_acc_2_removed"] == max(h["val_acc_2_removed"] for h in tied)
-    other = train.fit(ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], train.parse_args(["--epochs", "6", "--seed", "4"]))[0]
+    other = fit(TrainingConfig(epochs=6, seed=4))[0]
     assert not all(torch.equal(s1[k], other.state_dict()[k]) for k in s1)
 
 
 @pytest.mark.parametrize("n", [1, 31, 32, 33, 65])
 def test_batches_cover_every_sample_once_and_never_leave_one_alone(n):
-    batches = train.make_batches(n, 32, torch.Generator().manual_seed(0))
+    batches = training.make_batches(n, 32, torch.Generator().manual_seed(0))
     assert sorted(torch.cat(batches).tolist()) == list(range(n))
     assert n == 1 or min(len(b) for b in batches) >= 2
 
@@ -318,12 +320,12 @@ def test_end_to_end_output_files_and_json(trained):
         assert set(r) == {"n_train", "n_val", "val_accuracy", "best_epoch", "train_seconds", "onnx_nodes",
                           "val_accuracy_points_removed", "val_clip_accuracy", "n_val_clips", "warning",
                           "grouping", "n_subjects", "val_accuracy_per_epoch", "motion", "motion_skipped",
-                          "advised_verdict", "report", "suspect_labels"}
+                          "advised_verdict", "advice", "batch_size", "report", "suspect_labels"}
         assert r["motion"] is None and r["advised_verdict"] == "frames"     # 3-frame clips: too short to follow
         assert f"No motion model for {category}: {r['motion_skipped']}." in out
         assert len(r["val_accuracy_per_epoch"]) == 3 and r["val_accuracy_per_epoch"][r["best_epoch"] - 1] == pytest.approx(r["val_accuracy"], abs=1e-5)
         assert r["warning"] is None and 0 <= r["val_clip_accuracy"] <= 1
-        assert r["onnx_nodes"] == train.onnx_nodes(str(trained["models"] / f"{category}.onnx")) <= 60
+        assert r["onnx_nodes"] == store.onnx_nodes(str(trained["models"] / f"{category}.onnx")) <= 60
         assert r["n_val_clips"] == r["n_val"] // 3       # 3 frames per clip, clips kept whole
         assert set(r["val_accuracy_points_removed"]) == {"1", "2", "3", "4"}
         assert r["n_train"] + r["n_val"] == 48 and 0 <= r["val_accuracy"] <= 1 and 1 <= r["best_epoch"] <= 3
@@ -339,10 +341,9 @@ def test_the_model_configuration_travels_with_the_model(tmp_path, monkeypatch):
     # a width and depth other than the defaults, set as the README's variant recipe does
     data, models = build_dataset(tmp_path / "d"), tmp_path / "m"
     real = train.PoseClassifier
-    monkeypatch.setattr(train, "PoseClassifier", functools.partial(real, width=64, blocks=2))
+    monkeypatch.setattr(registry.by_name("frame"), "net", FrameNetConfig(width=64, blocks=2))
     with contextlib.redirect_stdout(io.StringIO()):
         assert run_main(*small_args(data, models)) == 0
-    monkeypatch.setattr(train, "PoseClassifier", real)
     config = json.loads((models / "stance.json").read_text())["model"]
     assert config == {"class": "PoseClassifier", "config": {"input_size": 28, "num_classes": 2, "width": 64,
                                                            "expansion": 2, "blocks": 2, "head": 128, "dropout": 0.2}}
@@ -354,7 +355,7 @@ def test_the_model_configuration_travels_with_the_model(tmp_path, monkeypatch):
     assert not model.training and len(model.blocks) == 2 and model.stem[0].out_features == 64
     x = samples.Dataset(data, "stance").X
     session = ort.InferenceSession(str(models / "stance.onnx"), providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(train.predict_probabilities(model, x), session.run(None, {"input": x})[0], atol=1e-5)
+    np.testing.assert_allclose(training.probabilities(model, x), session.run(None, {"input": x})[0], atol=1e-5)
 
 
 def test_the_readme_loader_snippet_runs_verbatim(trained):
@@ -413,13 +414,6 @@ def test_onnx_model_interface_metadata_and_parity(trained):
     np.testing.assert_allclose(got.sum(1), 1, atol=1e-5)        # probabilities, not logits
     assert np.abs(got - expected).max() <= 1e-5
     assert session.run(None, {"input": x[:1]})[0].shape == (1, 2)     # dynamic batch
-
-
-def readme_snippet(title):
-    text = open(os.path.join(ROOT, "README.md")).read()
-    start = text.index(title)
-    block = text[text.index("```python\n", start) + len("```python\n"):]
-    return block[:block.index("```")]
 
 
 @pytest.mark.parametrize("title", ["### PyTorch Models", "### ONNX Models"])
@@ -514,12 +508,13 @@ def test_loading_shows_a_progress_bar_per_class_folder(tmp_path, monkeypatch):
 
 
 def test_batch_size_auto_grows_the_batch_with_the_data():
-    steps, smallest, largest = train.MAX_STEPS_PER_EPOCH, train.MIN_AUTO_BATCH, train.MAX_AUTO_BATCH
-    assert train.auto_batch_size(300) == smallest                              # small data: as before
-    assert train.auto_batch_size(smallest * steps) == smallest
-    assert train.auto_batch_size(3 * smallest * steps) == 3 * smallest        # more: an epoch stays `steps` batches
-    assert train.auto_batch_size(3 * smallest * steps + 1) == 3 * smallest + 1
-    assert train.auto_batch_size(100 * largest * steps) == largest            # most: capped
+    auto = TrainingConfig()
+    steps, smallest, largest = auto.max_steps_per_epoch, auto.min_auto_batch, auto.max_auto_batch
+    assert auto.batch_for(300) == smallest                              # small data: as before
+    assert auto.batch_for(smallest * steps) == smallest
+    assert auto.batch_for(3 * smallest * steps) == 3 * smallest        # more: an epoch stays `steps` batches
+    assert auto.batch_for(3 * smallest * steps + 1) == 3 * smallest + 1
+    assert auto.batch_for(100 * largest * steps) == largest            # most: capped
     assert train.parse_args(["--batch-size", "auto"]).batch_size is None
     assert train.parse_args(["--batch-size", "64"]).batch_size == 64
     with pytest.raises(SystemExit):
