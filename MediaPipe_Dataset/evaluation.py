@@ -357,32 +357,24 @@ def suspect_labels(ds, index, seed, normalize, below=None):
 
 
 # ----------------------------------------------------------------------------- export checks
-def parity_inputs(X, seed=0):
-    """What a frame model's export is checked on: the given samples, the same with 1 to 4
-    points removed, the first with a point half missing (x NaN) and with an infinite
-    coordinate (both count as missing), and rows with nothing to place (all NaN, and only
-    the nose)."""
+def parity_inputs(x, seed=0):
+    """What a model's export is checked on, for inputs x of any kind ((N, 28) frames or (N, T,
+    28) windows): x, x with 1 to 4 points removed from every frame, the first input with a
+    point half missing (x NaN) and with an infinite coordinate (both count as missing), for
+    windows every other frame a gap (all NaN), and inputs with nothing to place (all NaN, and
+    only the nose)."""
     rng = np.random.default_rng(seed)
-    odd = np.tile(X[:1], (2, 1))
-    odd[0, 2 * 3], odd[1, 2 * 4 + 1] = np.nan, np.inf
-    nose_only = np.full((1, NUM_COORDS), np.nan, dtype=np.float32)
-    nose_only[0, :2] = 0.5
-    return np.concatenate([X, *[remove_points(X, k, rng) for k in REMOVED_POINTS], odd[:len(X)],
-                           np.full((1, NUM_COORDS), np.nan, dtype=np.float32), nose_only]).astype(np.float32)
-
-
-def parity_windows(windows, seed=0):
-    """What a motion model's export is checked on: the given windows, the same with 1 to 4
-    points removed from every frame, with every other frame all NaN (a gap), an all-NaN
-    window and a window of nose-only frames (nothing to place)."""
-    rng = np.random.default_rng(seed)
-    flat = windows.reshape(-1, NUM_COORDS)
-    removed = [remove_points(flat, k, rng).reshape(windows.shape) for k in REMOVED_POINTS]
-    gaps = windows.copy()
-    gaps[:, ::2] = np.nan
-    empty = np.full((2,) + windows.shape[1:], np.nan, dtype=np.float32)
-    empty[1, :, :2] = 0.5
-    return np.concatenate([windows, *removed, gaps, empty]).astype(np.float32)
+    flat = x.reshape(-1, NUM_COORDS)
+    removed = [remove_points(flat, k, rng).reshape(x.shape) for k in REMOVED_POINTS]
+    odd = np.repeat(x[:1], 2, axis=0).copy()
+    odd.reshape(2, -1, NUM_COORDS)[0, :, 2 * 3] = np.nan
+    odd.reshape(2, -1, NUM_COORDS)[1, :, 2 * 4 + 1] = np.inf
+    gaps = x.copy()
+    if x.ndim == 3:
+        gaps[:, ::2] = np.nan
+    empty = np.full((2,) + x.shape[1:], np.nan, dtype=np.float32)
+    empty.reshape(2, -1, NUM_COORDS)[1, :, :2] = 0.5
+    return np.concatenate([x, *removed, odd[:len(x)], *([gaps] if x.ndim == 3 else []), empty]).astype(np.float32)
 
 
 def deciding(value, goal):
@@ -454,4 +446,5 @@ class Scores:
                 "folds": [round(float(a), 6) for a in self.accuracy], "f1_mean": round(float(np.mean(self.f1)), 6),
                 **clip, "clip_verdict": "majority vote" if self.voted else "mean probability",
                 "fitted_on_subsample": self.subsample,
-                "points_removed": {str(k): round(v, 6) for k, v in self.mean_removed().items()}, **common}
+                "points_removed": {str(k): round(v, 6) for k, v in self.mean_removed().items()} if self.removed else None,
+                **common}

@@ -164,7 +164,7 @@ class FrameKind(Kind):
     highest mean probability over its frames (the frame vote)."""
     name, title, suffix, unit = "frame", "frame model", "", "frames"
     verdict, vote_words, model_class, frame_figures = "frames", "the frame vote", PoseClassifier, True
-    parity_words = "2 with no shoulder or hip"
+    parity_words = "2 with a point half missing, and 2 with no shoulder or hip"
 
     def __init__(self, net=None):
         self.net = net or FrameNetConfig()

@@ -158,7 +158,7 @@ class MotionKind(Kind):
     verdict, vote_words, model_class = "motion", "the motion model", MotionClassifier
     help = ("also train <category>_motion, a MotionClassifier on windows of each recording, when the samples have "
             "clips and timestamps and enough recordings are long enough (default: on)")
-    parity_words = "every other frame a gap, and 2 with nothing to place"
+    parity_words = "2 with a point half missing, every other frame a gap, and 2 with nothing to place"
     int8_note = ("the depthwise temporal convolutions are elementwise Mul and Add, which dynamic quantization does "
                  "not take, so they stay FP32 too")
 
@@ -211,7 +211,7 @@ class MotionKind(Kind):
         return recording_probabilities(probs, np.array([index[g] for g in units.groups], dtype=int), len(recs))
 
     def parity_inputs(self, units):
-        return evaluation.parity_windows(units.x[:64])
+        return evaluation.parity_inputs(units.x[:64])
 
     def input_shape(self, config):
         return (config["frames"], NUM_COORDS)

@@ -254,7 +254,7 @@ def cv_page(results, removed_points):
         clips = {n: m for n, m in models.items() if m.get("clip_mean") is not None}
         b.barh(list(clips), [100 * m["clip_mean"] for m in clips.values()], color="tab:green")
         b.set_title("per recording %", fontsize=9)
-        for n in names:
+        for n in (n for n in names if frame[n]["points_removed"]):
             c.plot([0, *removed_points], [100 * frame[n]["mean"]] + [100 * frame[n]["points_removed"][str(k)]
                                                                       for k in removed_points], "o-", label=n)
         c.set_xlabel("points removed from each test frame")

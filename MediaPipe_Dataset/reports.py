@@ -139,7 +139,7 @@ def print_cv(result, run):
     print("=" * 60)
     frame = {n: s for k, by in result.scores.items() if registry_kind(k).frame_figures for n, s in by.items()}
     print_frame_table(ds, frame, grouping)
-    print_robustness({n: s for n, s in frame.items() if not s.error}, result.folds)
+    print_robustness({n: s for n, s in frame.items() if not s.error and s.removed}, result.folds)
     for name, problem in result.skipped.items():
         print(f"No {registry_kind(name).title} for {ds.category}: {problem}.\n")
     others = {n: s for k, by in result.scores.items() if not registry_kind(k).frame_figures for n, s in by.items()}

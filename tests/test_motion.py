@@ -135,7 +135,7 @@ def test_the_motion_onnx_file_matches_pytorch_with_missing_points_and_says_its_w
     assert int(meta["window_frames"]) == T and float(meta["frame_rate"]) == FPS and "min_visibility" in meta
     ds = samples.Dataset(trained["data"], "curl")
     windows, _ = motion.verdict_windows(motion.recordings(ds)[:3])
-    x = evaluation.parity_windows(windows)
+    x = evaluation.parity_inputs(windows)
     got = session.run(None, {"input": x})[0]
     model = train.load_model(str(trained["models"] / "curl_motion.pt"))
     assert np.isfinite(got).all() and np.allclose(got.sum(1), 1, atol=1e-5)
