@@ -60,23 +60,6 @@ def recordings(ds, index=None):
     return found
 
 
-def motion_problem(ds, window=WINDOW):
-    """None when a category's data can give a motion model, else one sentence why not."""
-    if not ds.has_clips:
-        return "its samples have no `clip`, so there are no recordings to follow over time"
-    if not np.isfinite(ds.timestamps).any():
-        return "its samples have no `timestamp`, so the frames of a recording cannot be put in time"
-    recs = recordings(ds)
-    long = [sum(r.label == c and r.instants(window.fps) >= window.min_frames for r in recs) for c in (0, 1)]
-    if min(long) < window.min_recordings:
-        lengths = sorted(len(r.times) for r in recs)
-        return (f"it needs {window.min_recordings} recordings per class of at least "
-                f"{window.min_frames / window.fps:g} s ({window.min_frames} instants at {window.fps:g} per second) "
-                f"and has {long[1]} correct and {long[0]} incorrect ones (its recordings have "
-                f"{lengths[0]}-{lengths[-1]} frames)")
-    return None
-
-
 def sample_at(rec, times, tolerance=WINDOW.gap_tolerance_s):
     """(len(times), 28) keypoints of rec at the given times: the nearest frame, or NaN when
     none is within tolerance (a gap, or past the recording's end)."""
@@ -172,12 +155,28 @@ class MotionKind(Kind):
     def problem(self, ds, grouping, split=None):
         if grouping.name == "none":
             return "--group-by none cuts recordings between training and validation, so windows would be on both sides"
-        found = motion_problem(ds, self.window)
+        found = self.data_problem(ds)
         if found is None and split is not None:
             train_recs, val_recs = recordings(ds, split[0]), recordings(ds, split[1])
             if not val_recs or len({r.label for r in train_recs}) < 2:
                 return "its split leaves no timed recording to validate on, or one class only to train on"
         return found
+
+    def data_problem(self, ds):
+        """None when a category's data can give a motion model, else one sentence why not."""
+        if not ds.has_clips:
+            return "its samples have no `clip`, so there are no recordings to follow over time"
+        if not np.isfinite(ds.timestamps).any():
+            return "its samples have no `timestamp`, so the frames of a recording cannot be put in time"
+        recs = recordings(ds)
+        long = [sum(r.label == c and r.instants(self.window.fps) >= self.window.min_frames for r in recs) for c in (0, 1)]
+        if min(long) < self.window.min_recordings:
+            lengths = sorted(len(r.times) for r in recs)
+            return (f"it needs {self.window.min_recordings} recordings per class of at least "
+                    f"{self.window.min_frames / self.window.fps:g} s ({self.window.min_frames} instants at {self.window.fps:g} per second) "
+                    f"and has {long[1]} correct and {long[0]} incorrect ones (its recordings have "
+                    f"{lengths[0]}-{lengths[-1]} frames)")
+        return None
 
     def data(self, ds, index):
         return recordings(ds, index)

@@ -77,11 +77,11 @@ def test_verdict_windows_cover_the_recording_every_quarter_window_and_end_at_its
 def test_the_skip_message_says_why_a_category_has_no_motion_model(tmp_path):
     data = build_dataset(tmp_path / "d")            # 3-frame clips, all at timestamp 0
     ds = samples.Dataset(data, "stance")
-    assert "needs 3 recordings per class" in motion.motion_problem(ds)
+    assert "needs 3 recordings per class" in motion.MotionKind().data_problem(ds)
     ds.timestamps[:] = np.nan
-    assert "no `timestamp`" in motion.motion_problem(ds)
+    assert "no `timestamp`" in motion.MotionKind().data_problem(ds)
     ds.has_clips = False
-    assert "no `clip`" in motion.motion_problem(ds)
+    assert "no `clip`" in motion.MotionKind().data_problem(ds)
 
 
 # ----------------------------------------------------------------------------- model and augmentation
