@@ -179,6 +179,10 @@ def main(argv=None):
         return 1
     for path, _, _ in models.values():
         print(f"✓ Found {os.path.relpath(path)}")
+    for path, why in store.unrecorded_models(args.models_dir):
+        print(f"Skipped {os.path.relpath(path)}: {why}; retrain it with train.py to quantize it", file=sys.stderr)
+    for sentence in store.mixed_runs(models):
+        print(f"Note: {sentence}; each is quantized and measured on its own", file=sys.stderr)
     results, failed = {}, []
     try:
         with outputs.folder_lock(args.models_dir):      # train.py cannot replace a model meanwhile

@@ -164,6 +164,10 @@ def load_datasets(args, categories, failed):
                 raise DataError(f"{os.path.join(args.data_dir, category)}: a category name may not end in {suffix} "
                                 f"(quantize.py names its models <category>{store.INT8}, train.py its other model "
                                 f"kinds <category>{'/'.join(registry.suffixes())}); rename the folder")
+            if store.report_collision(category):
+                raise DataError(f"{os.path.join(args.data_dir, category)}: a category may not be named {category} "
+                                f"(its report would be {store.report_path(args.models_dir, category)}, the name of "
+                                f"--cv's report); rename the folder")
             datasets.append(Dataset(args.data_dir, category, args.min_visibility))
         except DataError as e:
             print(f"error: {e}", file=sys.stderr)
@@ -190,6 +194,8 @@ def run_categories(args, run, categories, failed, results):
                 reports.report_problems(ds, args.strict)
                 results[ds.category] = pipeline.cv_category(ds, run) if args.cv else \
                     pipeline.train_category(ds, run, log)
+                if getattr(results[ds.category], "report_error", None):
+                    failed.append(ds.category)
             except DataError as e:
                 print(f"error: {e}", file=sys.stderr)
                 failed.append(ds.category)
@@ -211,15 +217,21 @@ def main(argv=None):
     try:
         run_categories(args, run, categories, failed, results)
     except KeyboardInterrupt:
-        done = ", ".join(results) or "none"
+        done = ", ".join(results if args.cv else run.written) or "none"
         what = "cross-validated" if args.cv else "models written"
         print(f"\nInterrupted{' during ' + run.current if run.current else ''}: {what}: {done}; "
               f"{'the rest not measured' if args.cv else 'the rest not written, their earlier models kept'}"
               f"{'' if args.cv or not args.json else '; no JSON report'}.", file=sys.stderr)
         return 130
     if args.cv and run.report and results:
-        path = pictures.write(store.cv_report_path(args.models_dir), pictures.cv_page(results, evaluation.REMOVED_POINTS))
-        print(f"Report: {path} (accuracy per model per frame and per recording, and with points removed)")
+        path = store.cv_report_path(args.models_dir)
+        try:
+            pictures.write(path, pictures.cv_page(results, evaluation.REMOVED_POINTS))
+            print(f"Report: {path} (accuracy per model per frame and per recording, and with points removed)")
+        except OSError as e:
+            print(f"error: {path}: could not write the --cv report ({store.write_failure(e, path)}); the figures "
+                  f"above{' and in ' + args.json if args.json else ''} stand", file=sys.stderr)
+            failed.append("the --cv report")
     return outputs.finish({c: r.to_json() for c, r in results.items()}, failed, args.json)
 
 

@@ -1,7 +1,7 @@
 """How well the suspect-label list finds real label errors: flip the labels of a known 5% of
 the recordings of a real set (in memory: the same as moving their files to the other class
 folder), take the training split `python train.py` would, and score the list
-(evaluation.suspect_labels) against the flipped samples, per sample and per recording.
+(suspects.suspect_labels) against the flipped samples, per sample and per recording.
 
     python MediaPipe_Dataset/benchmark_suspects.py --data-dir ../shared/pose_trainer --seeds 0 1 2 3 4
 """
@@ -15,7 +15,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
-from MediaPipe_Dataset import evaluation, outputs  # noqa: E402
+from MediaPipe_Dataset import evaluation, outputs, suspects  # noqa: E402
 from MediaPipe_Dataset.samples import Dataset, discover_categories  # noqa: E402
 
 
@@ -51,9 +51,9 @@ def main(argv=None):
     p.add_argument("--categories", nargs="+", help="categories (default: every one found)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="seeds (default: 0-4)")
     p.add_argument("--share", type=float, default=0.05, help="share of recordings flipped (default: 0.05)")
-    p.add_argument("--below", nargs="+", type=float, default=[evaluation.SUSPECT_BELOW],
+    p.add_argument("--below", nargs="+", type=float, default=[suspects.SUSPECT_BELOW],
                    help=f"own-label probabilities at or below which a sample is listed (default: "
-                        f"{evaluation.SUSPECT_BELOW:g}, the tool's)")
+                        f"{suspects.SUSPECT_BELOW:g}, the tool's)")
     p.add_argument("--json", help="also write every row to this JSON file")
     args = p.parse_args(argv)
     rows = []
@@ -63,7 +63,7 @@ def main(argv=None):
             flipped = flip(ds, args.share, np.random.default_rng(seed))
             train_idx, _, _ = evaluation.split(ds, 0.2, seed, "auto")
             for below in args.below:
-                listed, _ = evaluation.suspect_labels(ds, train_idx, seed, KeypointNormalizer(), below)
+                listed, _ = suspects.suspect_labels(ds, train_idx, seed, KeypointNormalizer(), below)
                 rows.append({"category": category, "seed": seed, "below": below, **score(ds, flipped, train_idx, listed)})
                 print(json.dumps(rows[-1]), flush=True)
     print("\nMean over seeds (precision and recall in %; per recording: a recording is listed when one of its "

@@ -39,11 +39,33 @@ class Grouping:
 
 
 def groups_of(dataset, name):
-    """Each sample's group under a grouping: its subject (a sample without one: its
-    recording), its recording (Dataset.groups), or itself."""
+    """Each sample's group under a grouping: its person (person_groups), its recording
+    (Dataset.groups), or itself."""
     if name == "subject":
-        return np.array([g if s is None else f"subject:{s}" for s, g in zip(dataset.subjects, dataset.groups)])
+        return person_groups(dataset.subjects, dataset.groups)
     return dataset.groups if name == "clip" else np.array([f"sample:{i}" for i in range(len(dataset.y))])
+
+
+def person_groups(subjects, recordings):
+    """The groups that keep people and recordings whole at once: the connected components of
+    the graph joining each sample's recording to its subject. A recording whose subject is on
+    some of its frames only goes with that person; a recording naming two people joins them;
+    a recording without any subject is a group of its own. A group is named `subject:` and
+    its people, or by its recording."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    rec_names, rec = np.unique(recordings, return_inverse=True)
+    people = np.array([s is not None for s in subjects])
+    names, person = np.unique(np.array([s for s in subjects if s is not None], dtype=object).astype(str),
+                              return_inverse=True)
+    n = len(rec_names) + len(names)
+    edges = coo_matrix((np.ones(people.sum()), (rec[people], len(rec_names) + person)), shape=(n, n))
+    _, component = connected_components(edges, directed=False)
+    members = {}
+    for i, c in enumerate(component[len(rec_names):]):
+        members.setdefault(c, []).append(names[i])
+    label = {c: "subject:" + "+".join(sorted(m)) for c, m in members.items()}
+    return np.array([label.get(component[r], rec_names[r]) for r in rec])
 
 
 def groups_per_class(y, groups):
@@ -303,57 +325,6 @@ def peers(seed, normalize):
         "HistGradientBoosting": make_pipeline(FunctionTransformer(normalize), VarianceThreshold(),
                                               HistGradientBoostingClassifier(random_state=seed)),
     }
-
-
-# ----------------------------------------------------------------------------- suspect labels
-# A label is a recording's (its folder's), so a recording is suspect when the out-of-fold
-# KNeighbors (MediaPipe's pose classification guide finds bad samples by their nearest
-# neighbours too) gives its frames their own label with a mean probability of at most this;
-# its samples are the list. Chosen with benchmark_suspects.py (README "Pictures").
-SUSPECT_BELOW = 0.35
-SUSPECT_FOLDS = 5
-SUSPECT_NEIGHBOURS = 5
-
-
-def neighbours(normalize):
-    """KNeighbors on the normalized keypoints as they are (pose units), missing points
-    imputed and flagged. Not the --cv peer's standard scaling: that blows the noise of
-    coordinates that hardly vary up to the size of those that tell the classes apart."""
-    from sklearn.impute import MissingIndicator, SimpleImputer
-    from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.pipeline import make_pipeline, make_union
-    from sklearn.preprocessing import FunctionTransformer
-    fill = make_union(SimpleImputer(keep_empty_features=True), MissingIndicator(features="all"))
-    return make_pipeline(FunctionTransformer(normalize), fill, KNeighborsClassifier(SUSPECT_NEIGHBOURS))
-
-
-def suspect_labels(ds, index, seed, normalize, below=None):
-    """(indices into ds of the samples among `index` whose label looks wrong, most suspect
-    first; their out-of-fold probability of their own label). Out of fold: folds over the
-    samples `index` that keep recordings whole (StratifiedGroupKFold), KNeighbors on the
-    normalized keypoints fitted on the other folds. Listed: the samples of each recording
-    whose frames get their own label with a mean probability of at most `below` (default
-    SUSPECT_BELOW). Empty without 2 recordings per class."""
-    below = SUSPECT_BELOW if below is None else below
-    from sklearn.model_selection import StratifiedGroupKFold
-    index = np.asarray(index)
-    y, groups = ds.y[index], ds.groups[index]
-    per_class = min(len(set(groups[y == c])) for c in (0, 1))
-    if per_class < 2:
-        return np.array([], dtype=int), np.array([])
-    own = np.ones(len(index))
-    splitter = StratifiedGroupKFold(n_splits=min(SUSPECT_FOLDS, per_class), shuffle=True, random_state=seed)
-    knn = neighbours(normalize)
-    for train, test in splitter.split(ds.X[index], y, groups):
-        if len(set(y[train])) < 2:
-            continue
-        fitted = clone(knn).fit(ds.X[index[train]], y[train])
-        own[test] = fitted.predict_proba(ds.X[index[test]])[np.arange(len(test)), y[test]]
-    names, inverse = np.unique(groups, return_inverse=True)
-    recording_own = np.bincount(inverse, own) / np.bincount(inverse)     # its recording's mean
-    order = np.lexsort((own, recording_own[inverse]))      # the most contradicted recording first
-    order = order[recording_own[inverse][order] <= below]
-    return index[order], own[order]
 
 
 # ----------------------------------------------------------------------------- export checks

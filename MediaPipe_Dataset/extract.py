@@ -35,6 +35,8 @@ VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".m
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 LABELS = {name: label for label, name in enumerate(CLASS_NAMES)}    # the label comes from the folder
 INSTALL_HINT = "pip install -r requirements-video.txt"
+MAX_JOBS = 1024
+CUT_SHARE = 0.9     # a video that gives fewer of the frames its header announces is named as cut short
 
 
 class InputError(Exception):
@@ -116,13 +118,14 @@ def landmarks(pose, rgb):
     return marks
 
 
-def sample_frames(cv2, capture, every_s, bar):
+def sample_frames(cv2, capture, every_s, bar, read):
     """(frame index, seconds, BGR frame) of the frames to keep: the first, then one each
     every_s seconds of video (every frame when every_s is 0). Skipped frames are only
-    grabbed, not decoded."""
+    grabbed, not decoded. read[0] counts the frames grabbed."""
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
     index, next_time = 0, 0.0
     while capture.grab():
+        read[0] += 1
         seconds = index / fps
         if seconds + 1e-9 >= next_time:
             ok, frame = capture.retrieve()
@@ -144,11 +147,11 @@ def extract_video(path, cv2, pose_module, args, progress):
     capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     clip = clip_id(path)
-    found, sampled, hidden = [], 0, 0
+    found, sampled, hidden, read = [], 0, 0, [0]
     with pose_module.Pose(static_image_mode=False, model_complexity=1,
                           min_detection_confidence=args.min_detection_confidence) as pose, \
             progress(total=total, desc=os.path.basename(path), unit="frame") as bar:
-        for index, seconds, frame in sample_frames(cv2, capture, 1 / args.fps if args.fps else 0, bar):
+        for index, seconds, frame in sample_frames(cv2, capture, 1 / args.fps if args.fps else 0, bar, read):
             sampled += 1
             marks = landmarks(pose, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
             if marks == "hidden":
@@ -156,26 +159,41 @@ def extract_video(path, cv2, pose_module, args, progress):
             elif marks is not None:
                 found.append((clip, index, round(seconds, 4), marks))
     capture.release()
+    if total and read[0] < CUT_SHARE * total:
+        cut = f"read {read[0]} of the {total} frames its header announces: the file may be cut short"
+    else:
+        cut = None
     if sampled == 0:
         raise InputError(f"{path}: no frame could be decoded (corrupt or empty video)")
     if not found:
         raise InputError(f"{path}: no person found in any of its {sampled} sampled frames"
-                         + (f" ({hidden} with a person too hidden to place)" if hidden else ""))
-    return found, sampled, hidden
+                         + (f" ({hidden} with a person too hidden to place)" if hidden else "")
+                         + (f"; it {cut}" if cut else ""))
+    return found, sampled, hidden, cut
 
 
 def extract_image(path, cv2, pose_module, args):
     image = cv2.imread(path)
     if image is None:
         raise InputError(f"{path}: cannot be read as an image (corrupt, or a format OpenCV cannot open)")
-    with pose_module.Pose(static_image_mode=True, model_complexity=1,
-                          min_detection_confidence=args.min_detection_confidence) as pose:
-        marks = landmarks(pose, cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    marks = landmarks(image_pose(pose_module, args.min_detection_confidence), cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
     if marks is None:
         raise InputError(f"{path}: no person found in the image")
     if marks == "hidden":
         raise InputError(f"{path}: the person is too hidden to place (no shoulder and no hip seen)")
-    return [(clip_id(path), 0, 0.0, marks)], 1, 0
+    return [(clip_id(path), 0, 0.0, marks)], 1, 0, None
+
+
+IMAGE_POSES = {}      # one MediaPipe Pose per process for photos: building one takes ~0.15 s
+
+
+def image_pose(pose_module, confidence):
+    """The process's MediaPipe Pose in static image mode (each image on its own, no tracking,
+    so reusing it changes no result), made at the first image."""
+    if confidence not in IMAGE_POSES:
+        IMAGE_POSES[confidence] = pose_module.Pose(static_image_mode=True, model_complexity=1,
+                                                   min_detection_confidence=confidence)
+    return IMAGE_POSES[confidence]
 
 
 def read_sources(folder):
@@ -257,8 +275,8 @@ def parse_args(argv=None):
                         "batches); 1 extracts in this process (default: every core this process may use, at most "
                         "one per video or batch)")
     args = p.parse_args(argv)
-    if args.jobs is not None and args.jobs < 1:
-        p.error("--jobs must be 1 or more")
+    if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
+        p.error(f"--jobs must be between 1 and {MAX_JOBS}")
     if args.subject is not None and not args.subject.strip():
         p.error("--subject needs a non-empty id")
     if not (math.isfinite(args.fps) and args.fps >= 0):
@@ -267,6 +285,9 @@ def parse_args(argv=None):
         p.error("--min-detection-confidence must be between 0 and 1")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.category) or args.category.startswith("."):
         p.error("--category: use letters, digits, '_', '-' or '.', e.g. squat or bicep_curl")
+    if store.report_collision(args.category):
+        p.error(f"--category may not be {args.category}: train.py names its --cv report {store.CV_REPORT}, the "
+                f"name of that category's report")
     if store.reserved_suffix(args.category):
         p.error(f"--category may not end in {' or '.join(store.RESERVED_SUFFIXES)} (quantize.py names its models "
                 f"<category>{store.INT8}, train.py its other model kinds <category>_motion, and train.py refuses "
@@ -275,7 +296,8 @@ def parse_args(argv=None):
 
 
 def extract_one(path, cv2, pose_module, args, progress):
-    """(samples, sampled frames, hidden frames, kind, seconds) of one input; raises InputError."""
+    """(samples, sampled frames, hidden frames, kind, seconds, why it looks cut short or None) of
+    one input; raises InputError."""
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file or folder")
     kind = kind_of(path)
@@ -284,10 +306,10 @@ def extract_one(path, cv2, pose_module, args, progress):
                          f"{', '.join(sorted(VIDEO_EXTENSIONS))}; images: {', '.join(sorted(IMAGE_EXTENSIONS))})")
     start = time.perf_counter()
     if kind == "video":
-        samples, sampled, hidden = extract_video(path, cv2, pose_module, args, progress)
+        samples, sampled, hidden, cut = extract_video(path, cv2, pose_module, args, progress)
     else:
-        samples, sampled, hidden = extract_image(path, cv2, pose_module, args)
-    return samples, sampled, hidden, kind, time.perf_counter() - start
+        samples, sampled, hidden, cut = extract_image(path, cv2, pose_module, args)
+    return samples, sampled, hidden, kind, time.perf_counter() - start, cut
 
 
 def remove_from_other_class(folder, sources, source, clips):
@@ -404,13 +426,14 @@ def main(argv=None):
     if skipped:
         print(f"Skipped {len(skipped)} file(s) in the folders given that are neither videos nor images: "
               f"{', '.join(skipped[:5])}{', ...' if len(skipped) > 5 else ''}")
-    jobs = args.jobs or default_jobs(len(make_tasks(inputs, len(inputs) or 1)))
+    jobs = min(args.jobs, len(make_tasks(inputs, args.jobs)) or 1) if args.jobs else \
+        default_jobs(len(make_tasks(inputs, len(inputs) or 1)))
     if jobs == 1:
         from tqdm import tqdm
         outcomes = serial_outcomes(inputs, args, lambda **kw: tqdm(disable=None, file=sys.stderr, leave=False, **kw))
     else:
         outcomes = parallel_outcomes(inputs, args, jobs)
-    failed, written, frames, seconds, path = [], {}, 0, 0.0, None
+    failed, cut, written, frames, seconds, path = [], [], {}, 0, 0.0, None
     try:
         for path, (status, result) in outcomes:
             if status == "error":
@@ -424,6 +447,9 @@ def main(argv=None):
                 failed.append(path)
                 continue
             frames, seconds = frames + result[1], seconds + result[4]
+            if result[5]:
+                print(f"error: {path}: {result[5]}; the samples of the frames read were written", file=sys.stderr)
+                cut.append(path)
     except KeyboardInterrupt:
         outcomes.close()
         print(f"\nInterrupted: {sum(written.values())} samples written before {path}; its own samples and "
@@ -433,14 +459,15 @@ def main(argv=None):
     speed = (f" ({frames} frames in {wall:.1f} s: {frames / wall:.1f} frames/s over the whole run with {jobs} "
              f"job(s), startup included; {frames / seconds:.1f} frames/s per job through MediaPipe)" if seconds else "")
     print(f"Wrote {sum(written.values())} samples to {folder}{speed}"
-          + (f"; {len(failed)} input(s) failed" if failed else ""))
-    return 1 if failed else 0
+          + (f"; {len(failed)} input(s) failed" if failed else "")
+          + (f"; {len(cut)} video(s) look cut short (named above)" if cut else ""))
+    return 1 if failed or cut else 0
 
 
 def write_one(path, result, args, folder, sources, other, other_sources, written):
     """Write one input's samples (swapped in for its earlier ones), move its samples out of the
     other class's folder, and report it; raises InputError when the folder cannot be written."""
-    samples, sampled, hidden, kind, elapsed = result
+    samples, sampled, hidden, kind, elapsed, _ = result
     n = write_samples(folder, path, samples, args, sources)
     moved = remove_from_other_class(other, other_sources, path, {samples[0][0]})
     written[samples[0][0]] = n            # the same clip again replaces its samples
@@ -448,4 +475,5 @@ def write_one(path, result, args, folder, sources, other, other_sources, written
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, outputs.terminate)     # like Ctrl-C: the workers are stopped, nothing half-written
     sys.exit(main())

@@ -56,6 +56,10 @@ class Kind:
         (train, validation) indices), else why not, one phrase."""
         return None
 
+    def warnings(self, ds):
+        """Sentences about ds's samples this kind leaves out, and why; said before training."""
+        return []
+
     def data(self, ds, index):
         """What fit and judge take: the samples `index` of ds in this kind's form."""
         raise NotImplementedError

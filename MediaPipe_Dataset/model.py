@@ -192,6 +192,26 @@ class InvertedResidual(nn.Module):
         return x + self.block(x)
 
 
+def model_input(x, shape, what):
+    """x as a float32 tensor of shape [N, *shape] (a numpy array, a list or a tensor of any real
+    dtype); ValueError naming the expected shape otherwise. Left alone while tracing for ONNX
+    export, where the shape is fixed by the example input."""
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return x
+    if not isinstance(x, torch.Tensor):
+        try:
+            x = torch.from_numpy(np.asarray(x, dtype=np.float32))
+        except (TypeError, ValueError):
+            raise ValueError(f"{what} takes an array of numbers of shape [N, {', '.join(map(str, shape))}]; got a "
+                             f"{type(x).__name__} that is not one")
+    if x.is_complex() or x.dtype == torch.bool:
+        raise ValueError(f"{what} takes real numbers, got a {x.dtype} tensor")
+    if tuple(x.shape[1:]) != tuple(shape) or x.dim() != len(shape) + 1:
+        raise ValueError(f"{what} takes input of shape [N, {', '.join(map(str, shape))}] (raw keypoints, "
+                         f"x and y of 14 points), got {list(x.shape)}")
+    return x if x.dtype == torch.float32 else x.float()
+
+
 class PoseClassifier(nn.Module):
     """Raw keypoints (N x 28, NaN where a point is missing) -> class logits (N x num_classes).
 
@@ -217,6 +237,7 @@ class PoseClassifier(nn.Module):
                                   nn.Dropout(dropout), nn.Linear(head, num_classes))
 
     def forward(self, x):
+        x = model_input(x, (NUM_COORDS,), "PoseClassifier")
         z, flags, placed = normalize_with_mask(x)
         logits = self.head(self.blocks(self.stem(masked_features(z, flags))))
         return torch.where(placed, logits, 0.0)
@@ -291,6 +312,7 @@ class MotionClassifier(nn.Module):
 
     def forward(self, x):
         frames = self.config["frames"]
+        x = model_input(x, (frames, NUM_COORDS), f"MotionClassifier (windows of {frames} frames)")
         z, flags, placed = normalize_with_mask(x.reshape(-1, NUM_COORDS))
         f = torch.where(placed, masked_features(z, flags), 0.0)
         h = self.blocks(self.stem(f)).reshape(-1, frames, self.config["width"])

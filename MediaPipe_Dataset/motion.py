@@ -35,15 +35,40 @@ WINDOW = WindowConfig()       # the defaults; a fitted model's own window is win
 @dataclasses.dataclass
 class Recording:
     """One recording: its name (group), label, frame times in seconds from its first (sorted,
-    unique) and keypoints (frames, 28), raw or normalized, NaN where missing."""
+    unique) and keypoints (frames, 28), raw or normalized, NaN where missing; start and end,
+    its first and last timestamps as the samples give them; duplicates, its frames left out
+    for sharing a timestamp with an earlier one."""
     name: str
     label: int
     times: np.ndarray
     X: np.ndarray
+    start: float = 0.0
+    end: float = None
+    duplicates: int = 0
 
     def instants(self, fps=None):
         """How many instants at fps (default WindowConfig's) the recording spans."""
         return int(math.floor(self.times[-1] * (fps or WINDOW.fps) + 1e-6)) + 1
+
+    def gap_share(self, tolerance=WINDOW.gap_tolerance_s):
+        """The share of the recording's span with no frame within tolerance (1 when its span is
+        past float range, as when one timestamp is 1e308 and another -1e308)."""
+        span = self.times[-1]
+        if not math.isfinite(span):
+            return 1.0
+        return float(np.maximum(np.diff(self.times) - 2 * tolerance, 0).sum() / span) if span > 0 else 0.0
+
+    def described(self, window=WINDOW):
+        """Its span, frames and gaps, in words."""
+        return (f"{self.name} spans {self.start:g} to {self.end:g} s with {len(self.times)} frames, "
+                f"{100 * self.gap_share(window.gap_tolerance_s):.0f}% gaps")
+
+    def in_milliseconds(self):
+        """Whether its times look like milliseconds: frames a median 1 to 1000 "seconds" apart."""
+        return len(self.times) > 1 and 1 <= float(np.median(np.diff(self.times))) <= 1000
+
+
+MOSTLY_GAPS = 0.5       # a recording with a larger share of gaps (Recording.gap_share) gets no windows
 
 
 def recordings(ds, index=None):
@@ -56,8 +81,17 @@ def recordings(ds, index=None):
         rows = index[ds.groups[index] == name]
         rows = rows[np.argsort(ds.timestamps[rows], kind="stable")]
         times, first = np.unique(ds.timestamps[rows], return_index=True)   # first frame of each time
-        found.append(Recording(str(name), int(np.bincount(ds.y[rows]).argmax()), times - times[0], ds.X[rows[first]]))
+        with np.errstate(over="ignore"):            # a span past float range is inf: mostly gaps
+            relative = times - times[0]
+        found.append(Recording(str(name), int(np.bincount(ds.y[rows]).argmax()), relative, ds.X[rows[first]],
+                               float(times[0]), float(times[-1]), len(rows) - len(times)))
     return found
+
+
+def gappy(recs, window=WINDOW):
+    """The recordings that are mostly gaps at window's rate (timestamps in milliseconds, a
+    stray timestamp far from the others): the motion model leaves them out."""
+    return [r for r in recs if r.gap_share(window.gap_tolerance_s) > MOSTLY_GAPS]
 
 
 def sample_at(rec, times, tolerance=WINDOW.gap_tolerance_s):
@@ -157,7 +191,7 @@ class MotionKind(Kind):
             return "--group-by none cuts recordings between training and validation, so windows would be on both sides"
         found = self.data_problem(ds)
         if found is None and split is not None:
-            train_recs, val_recs = recordings(ds, split[0]), recordings(ds, split[1])
+            train_recs, val_recs = self.data(ds, split[0]), self.data(ds, split[1])
             if not val_recs or len({r.label for r in train_recs}) < 2:
                 return "its split leaves no timed recording to validate on, or one class only to train on"
         return found
@@ -168,18 +202,46 @@ class MotionKind(Kind):
             return "its samples have no `clip`, so there are no recordings to follow over time"
         if not np.isfinite(ds.timestamps).any():
             return "its samples have no `timestamp`, so the frames of a recording cannot be put in time"
-        recs = recordings(ds)
-        long = [sum(r.label == c and r.instants(self.window.fps) >= self.window.min_frames for r in recs) for c in (0, 1)]
-        if min(long) < self.window.min_recordings:
-            lengths = sorted(len(r.times) for r in recs)
-            return (f"it needs {self.window.min_recordings} recordings per class of at least "
-                    f"{self.window.min_frames / self.window.fps:g} s ({self.window.min_frames} instants at {self.window.fps:g} per second) "
-                    f"and has {long[1]} correct and {long[0]} incorrect ones (its recordings have "
-                    f"{lengths[0]}-{lengths[-1]} frames)")
-        return None
+        recs = self.data(ds, None)
+        w = self.window
+        long = [sum(r.label == c and r.instants(w.fps) >= w.min_frames for r in recs) for c in (0, 1)]
+        if min(long) >= w.min_recordings:
+            return None
+        found = (f"it needs {w.min_recordings} recordings per class of at least {w.min_frames / w.fps:g} s "
+                 f"({w.min_frames} instants at {w.fps:g} per second) and has {long[1]} correct and {long[0]} "
+                 f"incorrect ones")
+        if recs:
+            spans = sorted(r.times[-1] for r in recs)
+            found += f" (its recordings span {spans[0]:.3g}-{spans[-1]:.3g} s"
+            duplicates = sum(r.duplicates for r in recs)
+            if duplicates:
+                found += (f"; {duplicates} of their frames share a timestamp with an earlier frame of their "
+                          f"recording and count once")
+            found += ")"
+        left_out = gappy(recordings(ds), w)
+        if left_out:
+            found += f"; {len(left_out)} recording(s) that are mostly gaps are left out (see above)"
+        return found
+
+    def warnings(self, ds):
+        """The recordings left out of the motion model for being mostly gaps, in one sentence."""
+        if not ds.has_clips or not np.isfinite(ds.timestamps).any():
+            return []
+        left_out = gappy(recordings(ds), self.window)
+        if not left_out:
+            return []
+        ms = [r for r in left_out if r.in_milliseconds()]
+        return [f"{len(left_out)} recording(s) are mostly gaps at {self.window.fps:g} frames per second (more than "
+                f"{100 * MOSTLY_GAPS:.0f}% of their span has no frame within {self.window.gap_tolerance_s:g} s) "
+                f"and are left out of the motion model: " + "; ".join(r.described(self.window) for r in left_out[:3])
+                + ("; ..." if len(left_out) > 3 else "")
+                + (f"; the frames of {len(ms)} of them are 1 to 1000 s apart: are their timestamps in milliseconds? "
+                   f"`timestamp` is in seconds" if ms else "")]
 
     def data(self, ds, index):
-        return recordings(ds, index)
+        recs = recordings(ds, index)
+        gaps = {r.name for r in gappy(recs, self.window)}
+        return [r for r in recs if r.name not in gaps]
 
     def build(self, window=None):
         window = window or self.window

@@ -3,14 +3,16 @@
 matplotlib (Agg) figures inline as PNG, no scripts, no fonts or files from the network.
 numpy and matplotlib only; the figures come from what train.py measured."""
 import base64
+import functools
 import html
 import io
 import os
 import textwrap
+import warnings
 
 import numpy as np
 
-from MediaPipe_Dataset import outputs
+from MediaPipe_Dataset import outputs, reports
 from MediaPipe_Dataset.samples import CLASS_NAMES, KEYPOINT_NAMES, NUM_POINTS
 
 # The bones drawn between the 14 points (names in samples.KEYPOINT_NAMES).
@@ -31,11 +33,26 @@ def pyplot():
     return plt
 
 
-def png(fig):
-    """A matplotlib figure as an <img> with the PNG inline (base64), the figure closed."""
+def plain_text(draw):
+    """draw's figures with every text as it is written: no math between `$` signs (a clip named
+    `$5 squat$` is not a formula), and no warning for a glyph the font lacks (an emoji in a
+    name is drawn as a box; the HTML around the figures has it)."""
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        import matplotlib
+        with matplotlib.rc_context({"text.parse_math": False}), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*[Gg]lyph .* missing", category=UserWarning)
+            return draw(*args, **kwargs)
+    return drawn
+
+
+def png(fig, tight=True):
+    """A matplotlib figure as an <img> with the PNG inline (base64), the figure closed; tight:
+    cropped to what is drawn (one more drawing pass), for figures without set margins."""
     plt = pyplot()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight" if tight else None,
+                pil_kwargs={"compress_level": 3})       # zlib's default, 6, took a quarter of the report's time
     plt.close(fig)
     return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
@@ -45,6 +62,7 @@ def curves(history, kept):
     plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (loss, acc) = plt.subplots(1, 2, figsize=(10, 3.2))
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.96, wspace=0.22)
     loss.plot(epochs, [h["train_loss"] for h in history], label="training loss")
     if "val_loss" in history[0]:
         loss.plot(epochs, [h["val_loss"] for h in history], label="validation loss")
@@ -57,15 +75,16 @@ def curves(history, kept):
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
     acc.set_ylabel("accuracy %")
-    return png(fig)
+    return png(fig, tight=False)
 
 
 def confusions(matrices):
     """{title: 2x2 confusion matrix (rows true, columns predicted)} side by side."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(matrices), figsize=(3.6 * len(matrices), 3.2))
+    fig.subplots_adjust(left=1.0 / (3.6 * len(matrices)), right=0.98, bottom=0.18, top=0.9, wspace=0.55)
     for ax, (title, m) in zip(np.atleast_1d(axes), matrices.items()):
-        ax.imshow(m, cmap="Blues")
+        ax.imshow(m, cmap="Blues", vmin=0, vmax=max(m.max(), 1))      # from 0, as the text colour assumes
         for (i, j), v in np.ndenumerate(m):
             ax.text(j, i, str(v), ha="center", va="center", color="black" if v < m.max() / 2 else "white")
         ax.set_xticks([0, 1], CLASS_NAMES)
@@ -73,43 +92,50 @@ def confusions(matrices):
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(title, fontsize=9)
-    return png(fig)
+    return png(fig, tight=False)
 
 
 def strips(recordings):
     """One strip per recording of P(correct) over time: dicts with name, label, verdict and
     series, [(what, t (seconds, or input order), p)], one per model. Wrong verdicts first, at
-    most MAX_STRIPS."""
+    most MAX_STRIPS. The strips are stacked in one plot (one axes each drew ten times slower)."""
     plt = pyplot()
     chosen = sorted(recordings, key=lambda r: (r["verdict"] == r["label"], r["name"]))[:MAX_STRIPS]
-    fig, axes = plt.subplots(len(chosen), 1, figsize=(10, 0.75 * len(chosen) + 0.4), squeeze=False)
-    for ax, r in zip(axes[:, 0], chosen):
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(chosen) + 0.8))
+    fig.subplots_adjust(left=0.02, right=0.98, top=1 - 0.3 / (0.6 * len(chosen) + 0.8),
+                        bottom=0.45 / (0.6 * len(chosen) + 0.8))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for row, r in enumerate(chosen):
+        base = -1.6 * row
         for i, (what, t, p) in enumerate(r["series"]):
-            ax.plot(t, p, ".-" if i == 0 else "s-", markersize=2 + i, linewidth=0.8, label=what)
-        ax.axhline(0.5, color="grey", linewidth=0.5)
-        ax.set_ylim(-0.05, 1.05)
-        ax.set_yticks([0, 1])
+            ax.plot(t, base + np.asarray(p), ".-" if i == 0 else "s-", markersize=2 + i, linewidth=0.8,
+                    color=colors[i % len(colors)], label=what if row == 0 else None)
+        ax.axhline(base + 0.5, color="grey", linewidth=0.5)
+        ax.axhspan(base - 0.02, base + 1.02, color="0.96", zorder=0)
         wrong = "  WRONG" if r["verdict"] != r["label"] else ""
-        ax.set_title(f"{r['name']}: {CLASS_NAMES[r['label']]}, judged {CLASS_NAMES[r['verdict']]}{wrong}",
-                     fontsize=8, loc="left", color="red" if wrong else "black")
-        ax.tick_params(labelsize=6)
-    axes[0, 0].legend(fontsize=6, loc="upper right")
-    axes[-1, 0].set_xlabel("time (s) · P(correct)")
-    fig.tight_layout()
-    return png(fig)
+        ax.text(0.005, base + 1.08, f"{r['name']}: {CLASS_NAMES[r['label']]}, judged {CLASS_NAMES[r['verdict']]}"
+                f"{wrong}", transform=ax.get_yaxis_transform(), fontsize=7, va="bottom",
+                color="red" if wrong else "black")
+    ax.set_yticks([])
+    ax.set_ylim(-1.6 * (len(chosen) - 1) - 0.1, 1.45)
+    ax.tick_params(labelsize=6)
+    if chosen:
+        ax.legend(fontsize=6, loc="upper right")
+    ax.set_xlabel("time (s); each strip P(correct) from 0 (bottom) to 1 (top), grey line at 0.5", fontsize=7)
+    return png(fig, tight=False)
 
 
 def draw_pose(ax, keypoints, title):
     """The 14 points and the bones between them; missing points (NaN) and their bones left out."""
+    from matplotlib.collections import LineCollection
     p = np.asarray(keypoints, dtype=float).reshape(NUM_POINTS, 2)
     index = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
-    for a, b in BONES:
-        pa, pb = p[index[a]], p[index[b]]
-        if np.isfinite(pa).all() and np.isfinite(pb).all():
-            ax.plot([pa[0], pb[0]], [pa[1], pb[1]], color="tab:blue", linewidth=1.5)
+    bones = [(p[index[a]], p[index[b]]) for a, b in BONES]
+    ax.add_collection(LineCollection([bone for bone in bones if np.isfinite(bone).all()], colors="tab:blue",
+                                     linewidths=1.5))
     present = np.isfinite(p).all(1)
     ax.scatter(p[present, 0], p[present, 1], s=8, color="tab:red", zorder=3)
-    ax.set_aspect("equal")
+    ax.set_aspect("equal", adjustable="datalim")
     ax.invert_yaxis()                    # image coordinates: y grows downwards
     ax.set_xticks([])
     ax.set_yticks([])
@@ -121,9 +147,10 @@ def poses(items):
     plt = pyplot()
     items = items[:MAX_POSES]
     fig, axes = plt.subplots(1, max(len(items), 1), figsize=(2.2 * max(len(items), 1), 2.8), squeeze=False)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.78, wspace=0.08)
     for ax, (keypoints, caption) in zip(axes[0], items):
         draw_pose(ax, keypoints, caption)
-    return png(fig)
+    return png(fig, tight=False)
 
 
 def table(header, rows):
@@ -211,6 +238,7 @@ def suspect_section(ds, suspects, own):
             + (f"<p>(first 200 of {len(suspects)}; --json has them all)</p>" if len(suspects) > 200 else ""))
 
 
+@plain_text
 def category_page(result, own):
     """The whole report of a normal run's category (pipeline.CategoryResult): each kind's
     training curves and confusion matrices, the validation recordings over time, each kind's
@@ -233,11 +261,13 @@ def category_page(result, own):
         wrong = wrong_inputs(v, input_caption(ds, v))
         sections.append((f"The {v.kind.title}'s most confidently misjudged {v.kind.unit}",
                          poses(wrong) if wrong else f"<p>None: every validation input is judged right.</p>"))
-    sections.append(("Suspect labels", suspect_section(ds, result.suspects, own)))
+    sections.append(("Suspect labels", suspect_section(ds, result.suspects, own) if result.indistinct is None else
+                     f"<p>None listed: {html.escape(reports.indistinct_words(result.indistinct))}.</p>"))
     return page(f"{ds.category}: training report", sections)
 
 
 # ----------------------------------------------------------------------------- --cv's report
+@plain_text
 def cv_page(results, removed_points):
     """--cv's report from its results ({category: pipeline.CvResult}): per category, accuracy per
     model with the spread over folds (per frame) and per recording, and accuracy against points

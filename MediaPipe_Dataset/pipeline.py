@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import torch
 
-from MediaPipe_Dataset import evaluation, pictures, registry, reports, store, training
+from MediaPipe_Dataset import evaluation, pictures, registry, reports, store, suspects, training
 from MediaPipe_Dataset.config import TrainingConfig, as_dict
 from MediaPipe_Dataset.evaluation import Grouping, Scores
 from MediaPipe_Dataset.kinds import Kind, Units
@@ -30,6 +30,7 @@ class Run:
     report: bool = True
     cv: int = 0
     current: str = None             # the category being trained, for the interrupt message
+    written: list = dataclasses.field(default_factory=list)    # categories whose files were swapped in
 
     def kinds(self):
         return list(registry.KINDS)
@@ -99,9 +100,13 @@ class CategoryResult:
     n_val: int
     validations: dict = dataclasses.field(default_factory=dict)    # kind name -> Validation
     skipped: dict = dataclasses.field(default_factory=dict)        # kind name -> why it has no model
+    warnings: dict = dataclasses.field(default_factory=dict)       # kind name -> Kind.warnings
     advice: tuple = (None, None)
     report: str = None
+    report_error: str = None      # why the report could not be written
+    report_seconds: float = None  # what drawing and writing it took
     suspects: np.ndarray = None
+    indistinct: object = None     # suspects.Suspects, when its neighbours cannot tell the classes apart
 
     def to_json(self):
         """--json's figures of the category: the first kind's at the top, each other kind's under
@@ -119,9 +124,14 @@ class CategoryResult:
             result[kind.name] = figures
             if kind.name in self.skipped:
                 result[f"{kind.name}_skipped"] = self.skipped[kind.name]
+            if self.warnings.get(kind.name):
+                result[f"{kind.name}_warnings"] = self.warnings[kind.name]
         result.update(warning=self.grouping.warning, grouping=self.grouping.name, n_subjects=self.grouping.n_subjects,
                       advised_verdict=self.advice[0], advice=self.advice[1], report=self.report,
-                      suspect_labels=[self.ds.files[i] for i in self.suspects])
+                      **({"report_error": self.report_error} if self.report_error else {}),
+                      suspect_labels=[self.ds.files[i] for i in self.suspects],
+                      **({"classes_indistinct": {"balanced_accuracy": round(self.indistinct.balanced, 6),
+                                                 "p": round(self.indistinct.p, 6)}} if self.indistinct else {}))
         return result
 
 
@@ -160,43 +170,74 @@ def fit_kind(kind, ds, train_idx, val_idx, settings, log):
     return model, Validation(kind, units, probs, history, best, seconds, batch_size, len(train_idx), removed)
 
 
-def write_kind(model, v, ds, run, val_idx, grouping, advice):
-    """Export and write one kind's model (store.write_model); what was written."""
+def stage_kind(model, v, ds, run, val_idx, grouping, advice, swap):
+    """Export one kind's model into the swap (store.stage_model); what will be written."""
     metadata = v.kind.metadata(ds, model.cpu(), run.settings)
     if grouping.warning:
         metadata["split_warning"] = grouping.warning
-    written = store.write_model(model, v.kind.paths_name(ds.category), run.models_dir, metadata,
+    written = store.stage_model(model, v.kind.paths_name(ds.category), swap, metadata,
                                 record_of(v, ds, run, model, val_idx, grouping, advice),
                                 v.kind.parity_inputs(v.units), v.kind.input_shape(model.config))
     model.to(run.settings.device)
     return written
 
 
+def stage_report(result, own, swap):
+    """The report's page into the swap; None, or why it cannot be written (one phrase)."""
+    path = store.report_path(swap.folder, result.ds.category)
+    try:
+        path = os.path.realpath(path)      # through a link, the link stays
+        text = pictures.category_page(result, own)
+        if os.path.isdir(path) or (os.path.exists(path) and not os.path.isfile(path)):
+            return f"{path} is a folder or another non-file" if os.path.isdir(path) else f"{path} is not a file"
+        with open(swap.temp(path), "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        return f"{path}: {store.write_failure(e, path)}"
+    result.report = store.report_path(swap.folder, result.ds.category)
+    return None
+
+
 def train_category(ds, run, log=None):
-    """Split, then train, measure, export and report every kind the category can have; its
-    CategoryResult."""
+    """Split, then train and measure every kind the category can have; export them and the
+    report, and swap all their files in at once (store.Swap); its CategoryResult."""
     s = run.settings
     train_idx, val_idx, grouping = evaluation.split(ds, s.val_split, s.seed, s.group_by)
     reports.print_plan(ds, s, len(train_idx), len(val_idx), s.batch_for(len(train_idx)), grouping)
     result = CategoryResult(ds, grouping, len(train_idx), len(val_idx))
+    models = {}
     for kind in run.kinds():
+        if not run.turned_off(kind):
+            result.warnings[kind.name] = reports.print_kind_warnings(ds, kind)
         problem = run.turned_off(kind) or kind.problem(ds, grouping, (train_idx, val_idx))
         if problem:
             result.skipped[kind.name] = problem
-            reports.print_skipped(ds, kind, problem)
+            reports.print_skipped(ds, kind, problem, store.model_paths(run.models_dir, kind.paths_name(ds.category)))
             continue
-        model, v = fit_kind(kind, ds, train_idx, val_idx, s, log)
-        result.validations[kind.name] = v
+        models[kind.name], result.validations[kind.name] = fit_kind(kind, ds, train_idx, val_idx, s, log)
         result.advice = advise(result.validations)
-        v.written = write_kind(model, v, ds, run, val_idx, grouping, result.advice)
         reports.print_validation(ds, result, kind, s)
     reports.print_advice(ds, result)
-    suspects, own = evaluation.suspect_labels(ds, train_idx, s.seed, KeypointNormalizer())
-    result.suspects = suspects
-    if run.report:
-        result.report = pictures.write(store.report_path(run.models_dir, ds.category),
-                                       pictures.category_page(result, own))
-    reports.print_report(result.report, ds, suspects)
+    found = suspects.find_suspects(ds, train_idx, s.seed, KeypointNormalizer())
+    result.suspects, result.indistinct, own = found.index, found if found.indistinct else None, found.own
+    swap = store.Swap(run.models_dir)
+    try:
+        for name, model in models.items():
+            v = result.validations[name]
+            v.written = stage_kind(model, v, ds, run, val_idx, grouping, result.advice, swap)
+        if run.report:
+            began = time.perf_counter()
+            result.report_error = stage_report(result, own, swap)
+            result.report_seconds = time.perf_counter() - began
+        swap.commit()
+    finally:
+        swap.discard()
+        if swap.committed:
+            run.written.append(ds.category)
+    for v in result.validations.values():
+        v.written["removed_int8"] = store.remove_stale_int8(run.models_dir, v.written["name"], v.written["record_sha1"])
+        reports.print_files(v.written, v.kind)
+    reports.print_report(result, ds, result.suspects)
     return result
 
 
@@ -285,6 +326,8 @@ def cv_category(ds, run):
     result = CvResult(ds, grouping, folds)
     start = time.perf_counter()
     for kind in run.kinds():
+        if not run.turned_off(kind):
+            reports.print_kind_warnings(ds, kind)
         problem = run.turned_off(kind) or kind.problem(ds, grouping)
         if problem:
             result.skipped[kind.name] = problem

@@ -203,7 +203,8 @@ def training_record(fp32_path, proto):
     with open(path, "rb") as f:
         text = f.read()
     if hashlib.sha1(text).hexdigest() != meta.get("training_record_sha1"):
-        return None, f"validation accuracy skipped: {path} is not the training record of this model (SHA-1 differs)"
+        return None, (f"validation accuracy skipped: {path} is not the training record of this model (SHA-1 "
+                      f"differs: the record was edited, or the two come from different training runs)")
     try:
         return json.loads(text), None
     except ValueError:
@@ -216,8 +217,10 @@ def load_samples(data_dir, category, fp32_path, proto):
     training record's data_dir), with the visibility threshold the model was trained with."""
     meta = {p.key: p.value for p in proto.metadata_props}
     record, note = training_record(fp32_path, proto)
+    if data_dir is None and record is None:      # where it was trained is in the record only
+        return None, None, f"{note}, so its data folder is unknown; give --data-dir to measure it on all samples"
     if data_dir is None:
-        data_dir = (record or {}).get("data_dir") or DEFAULT_DATA_DIR
+        data_dir = record.get("data_dir") or DEFAULT_DATA_DIR
     try:
         ds = Dataset(data_dir, category, float(meta.get("min_visibility", MIN_VISIBILITY)))
     except DataError as e:

@@ -66,8 +66,20 @@ def print_grouping_warning(ds, grouping):
         print(f"warning: {ds.root}: {grouping.warning}", file=sys.stderr)
 
 
-def print_skipped(ds, kind, problem):
+def print_kind_warnings(ds, kind):
+    """Print what the kind leaves out of ds (Kind.warnings); the sentences."""
+    found = kind.warnings(ds)
+    for sentence in found:
+        print(f"warning: {ds.category}: {sentence}", file=sys.stderr)
+    return found
+
+
+def print_skipped(ds, kind, problem, paths=None):
+    """Why a kind has no model; and that its files of an earlier run (paths) stay beside this run's."""
     print(f"\nNo {kind.title} for {ds.category}: {problem}.")
+    if paths and os.path.exists(paths[".json"]):
+        print(f"{os.path.splitext(paths['.json'])[0]}.*: kept from an earlier training run, beside this run's "
+              f"files (their records' `run` differ); remove them if they are out of date.")
 
 
 def print_confusion(cm, title):
@@ -105,12 +117,11 @@ def print_validation(ds, result, kind, settings):
         print(f"\nValidation accuracy with k random points removed from each frame ({REMOVAL_DRAWS} draws, "
               f"one shoulder or hip kept{capped}): " + ", ".join([f"k=0 {100 * v.accuracy:.2f}%"] +
                                                              [f"k={k} {100 * a:.2f}%" for k, a in v.removed.items()]))
-    print_files(v.written)
 
 
-def print_files(written):
-    """What store.write_model wrote (its dict), and the stale INT8 model it removed."""
-    print(f"\nONNX check passed; ONNX Runtime matches PyTorch on the validation inputs, also with "
+def print_files(written, kind):
+    """What store.stage_model wrote (its dict), and the stale INT8 model it removed."""
+    print(f"\n{kind.title.capitalize()}: ONNX check passed; ONNX Runtime matches PyTorch on the validation inputs, also with "
           f"points missing (max diff {written['parity']:.1e}); the graph has {written['nodes']} operator nodes")
     print("Files written:")
     for path in written["files"]:
@@ -218,15 +229,29 @@ def print_recording_table(result, frame, others):
     print()
 
 
-def print_report(path, ds, suspects):
-    """The report's path, and the suspect labels in a line."""
-    if len(suspects):
+def indistinct_words(found):
+    """Why no suspect label is listed when the classes look alike (found: suspects.Suspects)."""
+    return (f"the two classes cannot be told apart by the nearest neighbours of their poses (out-of-fold balanced "
+            f"accuracy {100 * found.balanced:.1f}%, and {100 * found.p:.0f}% of labellings with the recordings' "
+            f"labels shuffled do as well), so any list of suspects would be arbitrary; if the models do no better "
+            f"than chance either, check that each class folder holds its own class")
+
+
+def print_report(result, ds, suspects):
+    """The report's path (or why it could not be written), and the suspect labels in a line."""
+    path = result.report
+    if result.indistinct is not None:
+        print(f"Suspect labels: none listed: {indistinct_words(result.indistinct)}.")
+    elif len(suspects):
         recordings = len(set(ds.groups[suspects]))
         print(f"Suspect labels: {len(suspects)} training sample(s) of {recordings} recording(s) look like the "
               f"other class to their nearest neighbours (e.g. {ds.files[suspects[0]]}); check them"
               + (" in the report" if path else "") + ".")
     else:
         print("Suspect labels: none.")
+    if result.report_error:
+        print(f"error: {ds.category}: could not write the report ({result.report_error}); the models were "
+              f"written", file=sys.stderr)
     if path:
-        print(f"Report: {path} (training curves, confusion matrices, recordings over time, the poses misjudged, "
+        print(f"Report: {path} ({result.report_seconds:.1f} s; training curves, confusion matrices, recordings over time, the poses misjudged, "
               f"suspect labels)\n")

@@ -63,8 +63,17 @@ def _number(v, where):
     if v is None:
         return math.nan
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError(f"non-numeric value {v!r} at {where}")
-    return float(v)
+        raise ValueError(f"non-numeric value {shown(v)} at {where}")
+    try:
+        return float(v)
+    except OverflowError:          # JSON integers have no size limit
+        raise ValueError(f"number out of range at {where} ({shown(v)})")
+
+
+def shown(value, width=40):
+    """A value as a message shows it: its repr, cut to width characters."""
+    text = repr(value)
+    return text if len(text) <= width else f"{text[:width - 12]}...({len(text)} characters)"
 
 
 def _point(row, i):
@@ -157,7 +166,8 @@ def load_sample(path, folder_label, min_visibility=MIN_VISIBILITY):
     else:
         raw, data = data, {}
     keypoints = parse_keypoints(raw, data.get("visibility"), min_visibility)
-    fields = {name: None if data.get(name) is None else str(data[name]) for name in RECORDING_FIELDS}
+    fields = {name: None if data.get(name) is None else str(data[name]) for name in ("clip", "source")}
+    fields["subject"] = subject_of(data.get("subject"))
     fields["timestamp"] = timestamp_of(data.get("timestamp"))
     warning = None
     if "label" in data and label_index(data["label"]) != folder_label:
@@ -167,11 +177,37 @@ def load_sample(path, folder_label, min_visibility=MIN_VISIBILITY):
 
 
 def timestamp_of(value):
-    """A sample's `timestamp` in seconds as a float, or None when it has none or it is not a
-    finite number (a recording without times gets no motion model)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A sample's `timestamp` in seconds as a float, or None when it has none (null or no key;
+    a recording without times gets no motion model). Raises ValueError for a value that is not
+    a finite number of seconds: a string, true/false, a list, NaN, infinity, or a number past
+    float range."""
+    if value is None:
         return None
-    return float(value) if math.isfinite(value) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"timestamp {shown(value)} is not a number of seconds")
+    try:
+        seconds = float(value)
+    except OverflowError:
+        raise ValueError(f"timestamp out of range ({shown(value)})")
+    if not math.isfinite(seconds):
+        raise ValueError(f"timestamp {value!r} is not a finite number of seconds")
+    return seconds
+
+
+def subject_of(value):
+    """A sample's `subject`: a person's id, as a string (whitespace around it dropped), or None
+    when it has none. A whole number is an id too, and 7, 7.0 and "7" are one person. Raises
+    ValueError for anything else: an empty or blank string, true/false, a fraction, a list, an
+    object."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    raise ValueError(f"subject {shown(value)} is not a person's id (a non-empty string or a whole number)")
 
 
 def sample_digest(keypoints):
@@ -255,6 +291,18 @@ def recording_warnings(dataset, clips, sources):
         a, b = same[0][1], same[0][0]
         found.append(f"{len(same)} sample(s) appear in both classes with identical keypoints (e.g. "
                      f"{dataset.files[a]} and {dataset.files[b]}); one of their labels is wrong")
+    people = {}
+    for group, subject in zip(dataset.groups, dataset.subjects):
+        people.setdefault(group, set()).add(subject)
+    partial = sorted(g for g, s in people.items() if None in s and len(s) > 1)
+    several = sorted(g for g, s in people.items() if len(s - {None}) > 1)
+    if partial:
+        found.append(f"{len(partial)} recording(s) name a subject on some of their frames only ({', '.join(partial[:3])}"
+                     f"{', ...' if len(partial) > 3 else ''}); each is kept whole, with its person")
+    if several:
+        names = sorted(people[several[0]] - {None})
+        found.append(f"{len(several)} recording(s) name several subjects ({several[0]}: {', '.join(names[:3])}); "
+                     f"to keep each recording whole, their people are kept together in splits")
     content = {}
     for group, clip, source in zip(dataset.groups, clips, sources):
         digest = re.search(r"-([0-9a-f]{10})$", clip or "")

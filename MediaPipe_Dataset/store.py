@@ -9,10 +9,15 @@ configuration; the ONNX metadata the record's SHA-1. quantize.py adds <name>_int
 train.py one <category>_report.html per category. torch and onnx are imported where used,
 so that extract.py can take the reserved names from here without them.
 """
+import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
+import shutil
+import signal
+import time
 import warnings
 
 import numpy as np
@@ -56,6 +61,11 @@ def run_outputs(models_dir, categories, kinds, cv):
             found += [*model_paths(models_dir, name).values(), int8_path(models_dir, name)]
         found.append(report_path(models_dir, category))
     return found
+
+
+def report_collision(category):
+    """Whether a category's report would be --cv's report (a category named `cv`)."""
+    return report_path("", category) == cv_report_path("")
 
 
 def reserved_suffix(category, suffixes=RESERVED_SUFFIXES):
@@ -109,19 +119,91 @@ def onnx_parity(model, path, x):
     return float(np.abs(onnx_out - torch_out).max())
 
 
-def write_model(model, name, models_dir, metadata, record, check_x, input_shape):
-    """Write <name>.pt, <name>.onnx and <name>.json via temporary files, renamed in place only
-    once the ONNX model has passed the checker and matches PyTorch within 1e-5 on check_x (the
-    kind's parity_inputs). Then an INT8 model quantized from an earlier model of that name is
-    removed. Returns what was written, as a dict; failures are DataErrors, and earlier models
+@contextlib.contextmanager
+def signals_held():
+    """Ctrl-C and SIGTERM wait until the block is done, then arrive as they would have (the
+    handlers before the block are called). Python handlers run in the main thread whatever
+    thread the signal reached, so a handler that only notes the signal holds them all; outside
+    the main thread, where handlers cannot be set, nothing is held."""
+    caught = []
+    try:
+        before = {s: signal.signal(s, lambda number, frame: caught.append(number))
+                  for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+        if caught:
+            handler = before[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), caught[0])
+
+
+class Swap:
+    """The files of one training run of a category (every kind's model, the report), written
+    to temporary files in models/ and renamed into place together by commit(): training
+    records last, Ctrl-C and SIGTERM held while the renames run, so that an interrupt leaves
+    either all the earlier files or all the new ones. Only a SIGKILL (or power loss) in those
+    milliseconds can leave some new files beside old ones; the records tell (each names its
+    .pt's SHA-1, each ONNX its record's, all of one run the same `run`), and load_model and
+    quantize.py refuse a model whose files disagree, saying so. discard() removes what was
+    not committed."""
+
+    def __init__(self, folder):
+        self.folder, self.pending, self.committed = folder, [], False
+        self.run = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(3).hex()}"
+
+    def temp(self, target):
+        """A new temporary file that commit() renames onto target."""
+        path = outputs.temp_path(os.path.dirname(target) or ".", os.path.basename(target))
+        self.pending.append((path, target))
+        return path
+
+    def commit(self):
+        with signals_held():
+            for temp, target in sorted(self.pending, key=lambda pair: pair[1].endswith(".json")):
+                os.replace(temp, target)
+            self.pending, self.committed = [], True
+
+    def discard(self):
+        for temp, _ in self.pending:
+            if os.path.exists(temp):
+                os.remove(temp)
+        self.pending = []
+
+
+def write_failure(e, path):
+    """One sentence for an OSError or RuntimeError (torch.save's) met writing path: the reason,
+    and whether the disk is full."""
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:120]
+    full = getattr(e, "errno", None) == errno.ENOSPC
+    if not full:
+        try:
+            full = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free < 1 << 20
+        except OSError:
+            pass
+    return "the disk is full" if full else reason
+
+
+def stage_model(model, name, swap, metadata, record, check_x, input_shape):
+    """Write <name>.pt, <name>.onnx and <name>.json as temporary files of swap (renamed in place
+    by swap.commit()), once the ONNX model has passed the checker and matches PyTorch within
+    1e-5 on check_x (the kind's parity_inputs). The record gets the .pt's SHA-1 and the swap's
+    run. Returns what will be written, as a dict; failures are DataErrors, and earlier models
     stay."""
     import torch
-    targets, temps = model_paths(models_dir, name), {}
+    targets = model_paths(swap.folder, name)
     try:
-        for ext, target in targets.items():
-            temps[ext] = outputs.temp_path(models_dir, os.path.basename(target))
+        temps = {ext: swap.temp(target) for ext, target in targets.items()}
         torch.save(model.state_dict(), temps[".pt"])
-        record_text = json.dumps({**record, "weights_sha1": outputs.file_sha1(temps[".pt"])}, indent=1) + "\n"
+        record_text = json.dumps({**record, "run": swap.run, "weights_sha1": outputs.file_sha1(temps[".pt"]),
+                                  "weights_bytes": os.path.getsize(temps[".pt"])}, indent=1) + "\n"
         with open(temps[".json"], "w") as f:
             f.write(record_text)
         record_sha1 = hashlib.sha1(record_text.encode()).hexdigest()
@@ -131,18 +213,24 @@ def write_model(model, name, models_dir, metadata, record, check_x, input_shape)
         if not diff <= 1e-5:       # also catches NaN and inf
             raise DataError(f"{targets['.onnx']}: ONNX Runtime and PyTorch disagree by {diff:.2e} "
                             f"(more than 1e-5, or outputs not finite); models not written")
-        for ext, target in targets.items():
-            os.replace(temps.pop(ext), target)
-        stale = remove_stale_int8(models_dir, name, record_sha1)
+        nodes = onnx_nodes(temps[".onnx"])
     except (OSError, RuntimeError) as e:       # torch.save reports a full disk as RuntimeError
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:120]
-        raise DataError(f"{models_dir}: cannot write the {name} models ({reason}); earlier models kept")
+        raise DataError(f"{swap.folder}: cannot write the {name} models ({write_failure(e, targets['.pt'])}); "
+                        f"earlier models kept")
+    return {"name": name, "files": [targets[".pt"], targets[".onnx"]], "record": targets[".json"], "parity": diff,
+            "nodes": nodes, "record_sha1": record_sha1, "removed_int8": None}
+
+
+def write_model(model, name, models_dir, metadata, record, check_x, input_shape):
+    """stage_model and commit at once: one model's three files; what was written."""
+    swap = Swap(models_dir)
+    try:
+        written = stage_model(model, name, swap, metadata, record, check_x, input_shape)
+        swap.commit()
     finally:
-        for temp in temps.values():
-            if os.path.exists(temp):
-                os.remove(temp)
-    return {"files": [targets[".pt"], targets[".onnx"]], "record": targets[".json"], "parity": diff,
-            "nodes": onnx_nodes(targets[".onnx"]), "removed_int8": stale}
+        swap.discard()
+    written["removed_int8"] = remove_stale_int8(models_dir, name, written["record_sha1"])
+    return written
 
 
 def remove_stale_int8(models_dir, name, record_sha1):
@@ -201,6 +289,39 @@ def find_models(models_dir):
     return found
 
 
+def unrecorded_models(models_dir):
+    """The ONNX models train.py wrote in models_dir whose training record is missing or not a
+    record (deleted, damaged): find_models cannot take them."""
+    found = []
+    for entry in sorted(os.listdir(models_dir)) if os.path.isdir(models_dir) else []:
+        name, ext = os.path.splitext(entry)
+        paths = model_paths(models_dir, name)
+        if ext != ".onnx" or name.startswith(".") or name.endswith(INT8):
+            continue
+        try:
+            read_record(paths[".json"])
+        except DataError as e:
+            meta = onnx_metadata(paths[".onnx"]) or {}
+            if "training_record" in meta:
+                found.append((paths[".onnx"], str(e)))
+    return found
+
+
+def mixed_runs(models):
+    """Sentences naming the categories whose models (find_models's) come from different
+    training runs (their records' `run` differ), e.g. a frame model retrained with --no-motion
+    beside an earlier motion model."""
+    runs = {}
+    for name, (_, _, record) in models.items():
+        runs.setdefault(record.get("category", name), {})[name] = record.get("run")
+    found = []
+    for names in runs.values():
+        if len(set(names.values())) > 1:
+            each = ", ".join(f"{n}: {r or 'before runs were recorded'}" for n, r in names.items())
+            found.append(f"{', '.join(names)} come from different training runs ({each})")
+    return found
+
+
 def load_model(path):
     """models/<category>.pt (or the .pt of any kind, such as <category>_motion.pt) -> the model
     it holds, in eval mode, rebuilt with the configuration in its training record (the .json
@@ -208,19 +329,38 @@ def load_model(path):
     that is not the one its record was written with (another run's) is refused. Raises DataError."""
     import torch
     from MediaPipe_Dataset import registry
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is a folder, not a model file (give the path of a <category>.pt)")
     record_path = os.path.splitext(path)[0] + ".json"
     record = read_record(record_path, path)
     kind = registry.of_record(record)
     if kind is None or not isinstance(record["model"].get("config"), dict):
         raise DataError(f"{record_path}: not a training record with a model configuration (made by an "
                         f"older train.py?); load {path} with PoseClassifier() and load_state_dict instead")
-    if record.get("weights_sha1") not in (None, outputs.file_sha1(path)):
-        raise DataError(f"{path}: is not the model its training record {record_path} describes (SHA-1 "
-                        f"differs: written by another run?); retrain, or use the files of one run")
+    try:
+        size, digest = os.path.getsize(path), outputs.file_sha1(path)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the model file ({e.strerror or e.__class__.__name__})")
+    if size == 0:
+        raise DataError(f"{path}: is empty (0 bytes), not a model; retrain, or copy the file again")
+    expected = record.get("weights_bytes")
+    try:
+        state, damage = torch.load(path, map_location="cpu"), None
+    except Exception as e:     # torch.load raises many types for a damaged file (EOFError, UnpicklingError, ...)
+        state, damage = None, e.__class__.__name__
+    if record.get("weights_sha1") not in (None, digest):
+        if state is None and isinstance(expected, int) and size < expected:
+            raise DataError(f"{path}: is cut short ({size:,} of the {expected:,} bytes its record {record_path} "
+                            f"names); copy the file again, or retrain")
+        raise DataError(f"{path}: is not the model its training record {record_path} describes (their SHA-1s "
+                        f"differ): the two come from different training runs (a run killed while it replaced "
+                        f"the files, or files copied from two runs); retrain, or use the files of one run")
+    if state is None:
+        raise DataError(f"{path}: is damaged: torch.load cannot read it ({damage}); retrain, or copy the file again")
     try:
         model = kind.model_class(**record["model"]["config"])
-        model.load_state_dict(torch.load(path, map_location="cpu"))
-    except (OSError, RuntimeError, TypeError, ValueError) as e:
-        raise DataError(f"{path}: cannot be loaded as the {kind.model_class.__name__} its record describes "
-                        f"({str(e).splitlines()[0][:120]})")
+        model.load_state_dict(state)
+    except Exception as e:     # a dict of other keys or shapes, or no dict at all
+        raise DataError(f"{path}: does not hold the weights of the {kind.model_class.__name__} its record "
+                        f"{record_path} describes ({(str(e).splitlines() or [e.__class__.__name__])[0][:100]})")
     return model.eval()

@@ -60,10 +60,38 @@ def kept_epoch(history):
     with 2 random points removed (an early epoch can match a later one on whole frames and
     fall apart when points go missing: plank, 99.3% either way, 91% against 98% with 2
     points removed), then to the lowest validation loss, then to the earliest."""
-    acc = [h["val_acc"] for h in history]
-    smooth = [round(float(np.mean(acc[max(0, i - 1):i + 2])), 9) for i in range(len(acc))]
-    return 1 + max(range(len(acc)), key=lambda i: (smooth[i], acc[i], history[i]["val_acc_2_removed"],
-                                                   -history[i]["val_loss"], -i))
+    return 1 + max(range(len(history)), key=lambda i: epoch_key(history, i))
+
+
+def epoch_key(history, i):
+    """What kept_epoch ranks epoch index i by; final once epoch i + 1 is in history."""
+    acc = [h["val_acc"] for h in history[max(0, i - 1):i + 2]]
+    h = history[i]
+    return round(float(np.mean(acc)), 9), h["val_acc"], h["val_acc_2_removed"], -h["val_loss"], -i
+
+
+class KeptStates:
+    """The weights of the epochs kept_epoch may still choose, and no others: the best epoch
+    whose rank is final, and the last epoch (its rank waits for the next one). Two copies of
+    the weights, however many epochs (keeping every epoch's held 1.6 GB at --epochs 3000)."""
+
+    def __init__(self):
+        self.states, self.best = {}, None
+
+    def add(self, history, model):
+        last = len(history) - 1
+        self.states[last] = copy.deepcopy(model.state_dict())
+        final = last - 1            # its neighbours are all known now
+        if final < 0:
+            return
+        if self.best is None or epoch_key(history, final) > epoch_key(history, self.best):
+            self.states.pop(self.best, None)
+            self.best = final
+        else:
+            self.states.pop(final)
+
+    def state(self, epoch):
+        return self.states[epoch - 1]
 
 
 def fit(build, epoch_inputs, training, augment=None, validation=None, log=None, title="Model"):
@@ -85,7 +113,7 @@ def fit(build, epoch_inputs, training, augment=None, validation=None, log=None, 
     batch_size = training.batch_for(len(yt))
     steps = training.epochs * math.ceil(len(yt) / batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps) if training.schedule == "cosine" else None
-    history, states = [], []
+    history, kept = [], KeptStates()
     for epoch in progress(range(1, training.epochs + 1), desc=title, unit="epoch", leave=False, disable_if=log is None):
         if epoch > 1:
             xt, yt = epoch_inputs(rng)
@@ -105,11 +133,11 @@ def fit(build, epoch_inputs, training, augment=None, validation=None, log=None, 
                 f"  Train Loss: {train_loss:.4f}, Train Acc: {100 * train_acc:.2f}%\n"
                 f"  Val Acc: {100 * record['val_acc']:.2f}% (with 2 points removed: "
                 f"{100 * record['val_acc_2_removed']:.2f}%)")
-        states.append(copy.deepcopy(model.state_dict()))
+        kept.add(history, model)
     best = training.epochs
     if validation is not None:
         best = kept_epoch(history)
-        model.load_state_dict(states[best - 1])
+        model.load_state_dict(kept.state(best))
     return model.eval(), history, best, batch_size
 
 

@@ -486,3 +486,53 @@ def test_the_readme_ring_buffer_snippet_runs_verbatim_on_the_fixture_clip(tmp_pa
     last, video = run_.stdout.split("Last ")[1].split("; video: ")
     assert last.split(": ")[1].split()[0] in ("Correct", "Incorrect") and video.split()[0] in ("Correct", "Incorrect")
     assert int(video.split("mean of ")[1].split()[0]) == 20 - motion.WINDOW.frames + 1   # one per new frame
+
+
+# ----------------------------------------------------------------------------- issue 27's edges
+@needs_video
+def test_a_video_cut_short_is_named_and_fails_the_run(tmp_path):
+    import imageio_ffmpeg
+    whole, cut = tmp_path / "fast.mp4", tmp_path / "cut.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-i", CLIP, "-c", "copy",
+                    "-movflags", "+faststart", str(whole)], check=True)      # the index first: a cut file opens
+    cut.write_bytes(whole.read_bytes()[:int(0.3 * whole.stat().st_size)])
+    code, out, err = run(cut, "--out", tmp_path / "d", "--category", "pose", "--label", "correct", "--fps", "0")
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert code == 1 and f"{cut}: read " in line and "of the 30 frames its header announces" in line
+    assert "1 video(s) look cut short" in out and samples_in(tmp_path / "d" / "pose" / "correct pose")
+
+
+def test_jobs_never_exceed_the_tasks(tmp_path, monkeypatch):
+    started = []
+    monkeypatch.setattr(extract, "parallel_outcomes", lambda inputs, args, jobs: started.append(jobs) or iter(()))
+    monkeypatch.setattr(extract, "serial_outcomes", lambda inputs, args, progress: started.append(1) or iter(()))
+    monkeypatch.setattr(extract, "missing_video_extra", lambda: None)
+    videos = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
+    for v in videos:
+        v.write_bytes(b"")
+    run(*videos, "--out", tmp_path / "d", "--category", "pose", "--label", "correct", "--jobs", "8")
+    assert started == [2]
+
+
+def test_photos_share_one_mediapipe_pose_per_process(monkeypatch):
+    made = []
+
+    class Pose:
+        def __init__(self, **kwargs):
+            made.append(kwargs)
+
+    module = type("module", (), {"Pose": Pose})
+    monkeypatch.setattr(extract, "IMAGE_POSES", {})
+    assert extract.image_pose(module, 0.5) is extract.image_pose(module, 0.5)
+    assert made == [{"static_image_mode": True, "model_complexity": 1, "min_detection_confidence": 0.5}]
+
+
+@needs_video
+def test_sigterm_stops_the_workers_at_once(tmp_path):
+    process, _ = start_extraction(tmp_path, 5)
+    workers = workers_of(process.pid)
+    assert len(workers) == 2
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err and "Interrupted: " in err
+    assert not [p for p in workers if os.path.exists(f"/proc/{p}") and b"spawn_main" in open(f"/proc/{p}/cmdline", "rb").read()]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import build_dataset, run_train
-from MediaPipe_Dataset import evaluation, pictures, samples
+from MediaPipe_Dataset import evaluation, pictures, samples, suspects
 from MediaPipe_Dataset.movements import write_movements
 import train
 
@@ -70,12 +70,12 @@ def test_the_suspect_labels_name_the_flipped_recording_first(flipped):
 def test_suspect_labels_find_a_flipped_recording_and_nothing_else_on_clean_data(tmp_path):
     data = build_dataset(tmp_path / "d", clips_per_class=8, frames=3)
     ds = samples.Dataset(data, "stance")
-    clean, _ = evaluation.suspect_labels(ds, np.arange(len(ds.y)), 0, train.KeypointNormalizer())
+    clean, _ = suspects.suspect_labels(ds, np.arange(len(ds.y)), 0, train.KeypointNormalizer())
     assert len(clean) == 0
     rows = ds.groups == "stance-correct-2"
     ds.y[rows] = 0
-    found, own = evaluation.suspect_labels(ds, np.arange(len(ds.y)), 0, train.KeypointNormalizer())
-    assert set(found) == set(np.flatnonzero(rows)) and (own <= evaluation.SUSPECT_BELOW).all()
+    found, own = suspects.suspect_labels(ds, np.arange(len(ds.y)), 0, train.KeypointNormalizer())
+    assert set(found) == set(np.flatnonzero(rows)) and (own <= suspects.SUSPECT_BELOW).all()
 
 
 def test_no_report_writes_none_but_json_keeps_the_suspects(tmp_path):
@@ -114,8 +114,9 @@ def test_a_pose_is_drawn_without_its_missing_points():
     keypoints = np.arange(28, dtype=float) / 28
     keypoints[2 * 4:2 * 4 + 2] = np.nan                          # the right wrist
     pictures.draw_pose(ax, keypoints, "x")
-    assert len(ax.collections[0].get_offsets()) == 13
-    assert len(ax.lines) == len(pictures.BONES) - 1              # the forearm to it is left out
+    bones, points = ax.collections
+    assert len(points.get_offsets()) == 13
+    assert len(bones.get_segments()) == len(pictures.BONES) - 1      # the forearm to it is left out
     plt.close(fig)
 
 

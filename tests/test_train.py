@@ -376,7 +376,7 @@ def test_the_loader_names_a_missing_or_foreign_record(tmp_path):
     with pytest.raises(samples.DataError, match="no model configuration|not a training record with a model"):
         train.load_model(str(tmp_path / "old.pt"))
     (tmp_path / "old.json").write_text(json.dumps({"model": {"config": {"width": 32}}}))
-    with pytest.raises(samples.DataError, match=r"old\.pt: cannot be loaded as the PoseClassifier its record"):
+    with pytest.raises(samples.DataError, match=r"old\.pt: does not hold the weights of the PoseClassifier its record"):
         train.load_model(str(tmp_path / "old.pt"))
 
 
