@@ -279,8 +279,8 @@ def parse_args(argv=None):
         p.error(f"--jobs must be between 1 and {MAX_JOBS}")
     if args.subject is not None and not args.subject.strip():
         p.error("--subject needs a non-empty id")
-    if not (math.isfinite(args.fps) and args.fps >= 0):
-        p.error("--fps must be 0 (every frame) or a positive number")
+    if not (math.isfinite(args.fps) and (args.fps == 0 or 1e-3 <= args.fps <= 1e6)):
+        p.error("--fps must be 0 (every frame) or a number of frames per second from 0.001 to 1000000")
     if not 0 <= args.min_detection_confidence <= 1:
         p.error("--min-detection-confidence must be between 0 and 1")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.category) or args.category.startswith("."):

@@ -166,9 +166,19 @@ class Swap:
         return path
 
     def commit(self):
+        """Rename every file into place, records last; a rename that fails (the disk, a folder
+        in the way) raises DataError naming what was and was not replaced."""
+        done = []
         with signals_held():
             for temp, target in sorted(self.pending, key=lambda pair: pair[1].endswith(".json")):
-                os.replace(temp, target)
+                try:
+                    os.replace(temp, target)
+                except OSError as e:
+                    kept = [t for _, t in self.pending if t not in done]
+                    raise DataError(f"{target}: cannot be put in place ({e.strerror or e.__class__.__name__}); "
+                                    f"replaced: {', '.join(map(os.path.basename, done)) or 'nothing'}; kept as "
+                                    f"they were: {', '.join(map(os.path.basename, kept))}")
+                done.append(target)
             self.pending, self.committed = [], True
 
     def discard(self):
@@ -331,6 +341,9 @@ def load_model(path):
     from MediaPipe_Dataset import registry
     if os.path.isdir(path):
         raise DataError(f"{path}: is a folder, not a model file (give the path of a <category>.pt)")
+    if os.path.splitext(path)[1].lower() != ".pt":
+        raise DataError(f"{path}: load_model takes the PyTorch file, {os.path.splitext(path)[0]}.pt (an .onnx "
+                        f"file runs with ONNX Runtime)")
     record_path = os.path.splitext(path)[0] + ".json"
     record = read_record(record_path, path)
     kind = registry.of_record(record)

@@ -66,7 +66,8 @@ def balanced_accuracy(own, labels):
     judged = np.isfinite(own)
     if not all((judged & (labels == c)).any() for c in (0, 1)):
         return None
-    return float(np.mean([(own[judged & (labels == c)] > 0.5).mean() for c in (0, 1)]))
+    right = (own > 0.5) + 0.5 * (own == 0.5)          # a tie between the classes is half right
+    return float(np.mean([right[judged & (labels == c)].mean() for c in (0, 1)]))
 
 
 def shuffled_share(folds, y, groups, real, seed):
@@ -103,7 +104,8 @@ def find_suspects(ds, index, seed, normalize, below=None):
     for train, test in splitter.split(ds.X[index], y, groups):
         if len(set(y[train])) < 2:
             continue
-        fitted = clone(knn).set_params(kneighborsclassifier__n_neighbors=min(SUSPECT_NEIGHBOURS, len(train)))
+        k = min(SUSPECT_NEIGHBOURS, len(train))
+        fitted = clone(knn).set_params(kneighborsclassifier__n_neighbors=k - (k % 2 == 0))    # odd: no ties
         fitted.fit(ds.X[index[train]], y[train])
         near = fitted[-1].kneighbors(fitted[:-1].transform(ds.X[index[test]]), return_distance=False)
         folds.append((test, train[near]))

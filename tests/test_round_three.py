@@ -426,3 +426,29 @@ def test_a_full_disk_is_said_in_words(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(100, 100, 0))
     error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
     assert store.write_failure(error, str(tmp_path / "x.pt")) == "the disk is full"
+
+
+def test_load_model_given_the_onnx_file_says_to_give_the_pt(one_model):
+    with pytest.raises(samples.DataError, match=r"load_model takes the PyTorch file, .*stance\.pt"):
+        store.load_model(str(one_model / "stance.onnx"))
+
+
+def test_a_rename_that_fails_names_what_was_and_was_not_replaced(tmp_path):
+    swap = store.Swap(str(tmp_path))
+    for name in ("a.pt", "b.json"):
+        with open(swap.temp(str(tmp_path / name)), "w") as f:
+            f.write(name)
+    (tmp_path / "b.json").mkdir()                  # in the way of the record
+    with pytest.raises(samples.DataError, match=r"b\.json: cannot be put in place .*replaced: a\.pt; kept as they "
+                                                r"were: b\.json"):
+        swap.commit()
+    swap.discard()
+    assert sorted(os.listdir(tmp_path)) == ["a.pt", "b.json"]
+
+
+def test_separable_classes_with_two_recordings_per_class_are_not_called_alike(tmp_path):
+    data = build_dataset(tmp_path / "d", clips_per_class=3, frames=2)
+    ds = samples.Dataset(data, "stance")
+    train_idx, _, _ = evaluation.split(ds, 0.2, 0)
+    found = suspects.find_suspects(ds, train_idx, 0, train.KeypointNormalizer())
+    assert not found.indistinct and found.balanced == 1
