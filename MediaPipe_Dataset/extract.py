@@ -234,6 +234,8 @@ def write_samples(folder, source, samples, args, sources):
                       "timestamp": seconds, "clip": clip, "source": source, "frame": index}
             if args.subject is not None:
                 sample["subject"] = args.subject
+            if args.fault:
+                sample["fault"] = args.fault[0] if len(args.fault) == 1 else args.fault
             with open(os.path.join(staging, name), "w") as f:
                 json.dump(sample, f)
             names.add(name)
@@ -267,6 +269,9 @@ def parse_args(argv=None):
                         "samples from a minute of video)")
     p.add_argument("--min-detection-confidence", type=float, default=0.5, metavar="C",
                    help="MediaPipe's person detection threshold (default: 0.5)")
+    p.add_argument("--fault", metavar="NAME", action="append",
+                   help="what is wrong in these inputs, e.g. 'hips too high', written as each sample's `fault`; "
+                        "give it twice for inputs that show two faults; with --label incorrect only (default: none)")
     p.add_argument("--subject", metavar="ID",
                    help="the person in these inputs (any id: a name, a number, a session), written as the samples' "
                         "`subject`, so that train.py keeps each person on one side of its splits (default: none)")
@@ -277,6 +282,10 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
         p.error(f"--jobs must be between 1 and {MAX_JOBS}")
+    if args.fault and (args.label != "incorrect" or not all(f.strip() for f in args.fault)):
+        p.error("--fault needs --label incorrect (a correct sample has no fault) and a non-empty name")
+    if args.fault:
+        args.fault = list(dict.fromkeys(f.strip() for f in args.fault))
     if args.subject is not None and not args.subject.strip():
         p.error("--subject needs a non-empty id")
     if not (math.isfinite(args.fps) and (args.fps == 0 or 1e-3 <= args.fps <= 1e6)):

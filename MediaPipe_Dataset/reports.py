@@ -24,6 +24,13 @@ def print_statistics(datasets):
             print(f"  - Clips (recordings): {len(set(ds.groups))}")
         if ds.has_subjects:
             print(f"  - Subjects (people): {len({s for s in ds.subjects if s is not None})}")
+        faults, silent = ds.fault_counts()
+        if faults:
+            print("  - Faults (incorrect samples): " + "; ".join(f"{name}: {k} samples, {r} recordings"
+                                                           for name, (k, r) in faults.items()))
+            if silent:
+                print(f"  - Incorrect recordings naming no fault: {len(silent)} ({', '.join(silent[:3])}"
+                      f"{', ...' if len(silent) > 3 else ''})")
         n_missing, counts = ds.missing()
         if n_missing:
             often = ", ".join(f"{name} {n}" for name, n in list(counts.items())[:6])

@@ -144,12 +144,12 @@ def parse_keypoints(raw, visibility=None, min_visibility=MIN_VISIBILITY):
     return xy.reshape(-1)
 
 
-RECORDING_FIELDS = ("clip", "source", "subject")   # what a sample may say about its recording and person
+RECORDING_FIELDS = ("clip", "source", "subject", "fault")   # what a sample says besides its pose and time
 
 
 def load_sample(path, folder_label, min_visibility=MIN_VISIBILITY):
-    """One JSON file -> (keypoints, {field: string or None} for RECORDING_FIELDS, warning or
-    None). Raises ValueError."""
+    """One JSON file -> (keypoints, {field: its value or None} for RECORDING_FIELDS and the
+    timestamp, warning or None). Raises ValueError."""
     try:
         with open(path, encoding="utf-8-sig") as f:      # -sig: a UTF-8 byte order mark is fine
             data = json.load(f)
@@ -168,6 +168,7 @@ def load_sample(path, folder_label, min_visibility=MIN_VISIBILITY):
     keypoints = parse_keypoints(raw, data.get("visibility"), min_visibility)
     fields = {name: None if data.get(name) is None else str(data[name]) for name in ("clip", "source")}
     fields["subject"] = subject_of(data.get("subject"))
+    fields["fault"] = faults_of(data.get("fault"), folder_label)
     fields["timestamp"] = timestamp_of(data.get("timestamp"))
     warning = None
     if "label" in data and label_index(data["label"]) != folder_label:
@@ -192,6 +193,24 @@ def timestamp_of(value):
     if not math.isfinite(seconds):
         raise ValueError(f"timestamp {value!r} is not a finite number of seconds")
     return seconds
+
+
+def faults_of(value, label):
+    """A sample's `fault`: the names of what is wrong in it, as a tuple (empty when it names
+    none). A name, or a list of names where a sample shows several; only an incorrect sample
+    (label 0) may name one. Raises ValueError for a fault on a correct sample, an empty or
+    blank name, an empty list, or anything but strings."""
+    if value is None:
+        return ()
+    names = value if isinstance(value, list) else [value]
+    if not names:
+        raise ValueError("fault is an empty list (leave `fault` out when a sample names none)")
+    bad = next((n for n in names if not isinstance(n, str) or not n.strip()), None)
+    if bad is not None or (isinstance(value, list) and any(isinstance(n, list) for n in names)):
+        raise ValueError(f"fault {shown(value)} is not a name (a non-empty string) or a list of names")
+    if label != 0:
+        raise ValueError(f"fault {shown(value)} on a correct sample (only incorrect samples name a fault)")
+    return tuple(dict.fromkeys(n.strip() for n in names))
 
 
 def subject_of(value):
@@ -357,11 +376,26 @@ class Dataset:
         self.subjects = [f["subject"] for f in fields]          # the person of each sample, or None
         self.timestamps = np.array([np.nan if f["timestamp"] is None else f["timestamp"] for f in fields])
         self.has_subjects = any(s is not None for s in self.subjects)
+        self.faults = [f["fault"] for f in fields]              # the fault names of each sample, () for none
         self.groups = recording_groups(clips, self.y, self.files)
         self.recording_warnings = recording_warnings(self, clips, [f["source"] for f in fields])
 
     def count(self, label):
         return int((self.y == label).sum())
+
+    def fault_counts(self):
+        """{fault: (samples, recordings)} in name order, and the incorrect recordings that name
+        no fault on any frame (sorted)."""
+        found, named = {}, set()
+        for faults, group in zip(self.faults, self.groups):
+            for name in faults:
+                found.setdefault(name, [0, set()])
+                found[name][0] += 1
+                found[name][1].add(group)
+            if faults:
+                named.add(group)
+        silent = sorted(set(self.groups[self.y == 0]) - named) if found else []
+        return {n: (k, len(g)) for n, (k, g) in sorted(found.items())}, silent
 
     def missing(self):
         """(samples with a missing point, {point name: samples missing it}, most often first)."""

@@ -345,7 +345,8 @@ def _fault_set(rng, category):
 def make_clip(rng, category, correct, n_frames):
     """A short recording: one person holding one pose, moving a little between frames.
 
-    Returns (clean, noisy) lists of 28-number arrays.
+    Returns (clean, noisy) lists of 28-number arrays, and the faults it was made with (none
+    for a correct clip).
     """
     faults = [] if correct else _fault_set(rng, category)
     body = sample_body(rng)
@@ -358,7 +359,7 @@ def make_clip(rng, category, correct, n_frames):
         p = camera(build_pose(qf, body), camf)
         clean.append(p.reshape(-1))
         noisy.append(detector_noise(rng, p, camf["height"]).reshape(-1))
-    return clean, noisy
+    return clean, noisy, faults
 
 
 def class_counts(category, samples=None):
@@ -378,7 +379,8 @@ def synthesize(category, seed, samples=None):
     samples, clip_no = [], 0
     while need[0] or need[1]:
         target = 1 if need[1] >= need[0] else 0       # keep both classes filling evenly
-        clean, noisy = make_clip(rng, category, target == 1, int(rng.integers(*FRAMES_PER_CLIP, endpoint=True)))
+        clean, noisy, faults = make_clip(rng, category, target == 1,
+                                         int(rng.integers(*FRAMES_PER_CLIP, endpoint=True)))
         clip_no += 1
         start = round(clip_no * 10.0 + float(rng.uniform(0, 5)), 1)
         kept = 0
@@ -396,6 +398,7 @@ def synthesize(category, seed, samples=None):
                 "category": category,
                 "timestamp": round(start + k * FRAME_STEP_S, 3),
                 "clip": f"{category}-{clip_no:03d}",
+                **({"fault": faults[0] if len(faults) == 1 else faults} if label == 0 and faults else {}),
                 "_file": f"{category}_{clip_no:03d}_{k:02d}.json",
             })
     return samples

@@ -36,7 +36,8 @@ def test_every_sample_has_the_format_and_passes_the_loader(category):
     for rel in ds.files:
         with open(os.path.join(DATA, category, rel)) as f:
             data = json.load(f)
-        assert set(data) == {"keypoints", "label", "category", "timestamp", "clip"}
+        assert set(data) - {"fault"} == {"keypoints", "label", "category", "timestamp", "clip"}
+        assert ("fault" in data) == (data["label"] == 0)       # every incorrect sample names its faults
         assert len(data["keypoints"]) == 28 and all(0 <= v <= 1 for v in data["keypoints"])
         assert data["label"] == (1 if rel.startswith("correct") else 0)
         assert data["category"] == category and isinstance(data["timestamp"], float)
@@ -143,3 +144,45 @@ def test_samples_writes_n_per_category_in_the_bundled_proportions(tmp_path):
         assert n_correct + n_incorrect == 300
         assert n_correct == round(300 * correct / (correct + incorrect))
     assert synthesize.class_counts("stance") == synthesize.COUNTS["stance"]      # default: the bundled counts
+
+
+@pytest.mark.parametrize("category", ["stance", "execution"])
+def test_every_generated_fault_is_in_the_samples(category):
+    from MediaPipe_Dataset import synthesize
+    faults, silent = samples.Dataset(DATA, category).fault_counts()
+    assert sorted(faults) == sorted(synthesize.FAULTS[category]) and silent == []
+    assert all(k >= 2 and recordings >= 2 for k, recordings in faults.values())
+
+
+@pytest.mark.parametrize("value, label, expected", [
+    ("hips too high", 0, ("hips too high",)), (" lean ", 0, ("lean",)), (["lean", "arm_bent", "lean"], 0,
+                                                                        ("lean", "arm_bent")), (None, 1, ())])
+def test_a_fault_is_a_name_or_a_list_of_names_on_an_incorrect_sample(value, label, expected):
+    assert samples.faults_of(value, label) == expected
+
+
+@pytest.mark.parametrize("value, label, words", [
+    ("lean", 1, "on a correct sample"), ("", 0, "not a name"), (" ", 0, "not a name"), (3, 0, "not a name"),
+    ([], 0, "empty list"), (["lean", 2], 0, "not a name"), ([["lean"]], 0, "not a name"), ({"a": 1}, 0, "not a name")])
+def test_other_faults_are_an_invalid_sample_with_its_reason(tmp_path, value, label, words):
+    from conftest import STANDING, build_dataset, write_sample
+    data = build_dataset(tmp_path / "d")
+    write_sample(os.path.join(samples.class_dir(data, "stance", label), "odd.json"), STANDING.reshape(-1), label,
+                 "stance", fault=value)
+    ((bad, why),) = samples.Dataset(data, "stance").invalid
+    assert bad.endswith("odd.json") and why.startswith("fault") and words in why
+
+
+def test_the_statistics_print_each_fault_and_the_recordings_naming_none(tmp_path, capsys):
+    import glob
+    from conftest import build_dataset
+    from MediaPipe_Dataset import reports
+    data = build_dataset(tmp_path / "d", clips_per_class=4)
+    for i, path in enumerate(sorted(glob.glob(os.path.join(data, "stance", "incorrect stance", "*.json")))[:9]):
+        sample = json.load(open(path))
+        sample["fault"] = "hips too high" if i < 6 else ["hips too high", "lean"]
+        json.dump(sample, open(path, "w"))
+    reports.print_statistics([samples.Dataset(data, "stance")])
+    out = capsys.readouterr().out
+    assert "  - Faults (incorrect samples): hips too high: 9 samples, 3 recordings; lean: 3 samples, 1 recordings" in out
+    assert "  - Incorrect recordings naming no fault: 1 (stance-incorrect-3)" in out

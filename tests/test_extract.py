@@ -536,3 +536,20 @@ def test_sigterm_stops_the_workers_at_once(tmp_path):
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130 and "Traceback" not in err and "Interrupted: " in err
     assert not [p for p in workers if os.path.exists(f"/proc/{p}") and b"spawn_main" in open(f"/proc/{p}/cmdline", "rb").read()]
+
+
+@needs_video
+def test_fault_is_written_into_every_sample_and_the_statistics_count_it(tmp_path):
+    code, out, err = run(CLIP, "--out", tmp_path / "d", "--category", "pose", "--label", "incorrect",
+                         "--fault", "hips too high", "--fault", "lean", "--fps", "5")
+    written = samples_in(tmp_path / "d" / "pose" / "incorrect pose")
+    assert code == 0 and written and all(s["fault"] == ["hips too high", "lean"] for s in written.values())
+    first = os.path.join(tmp_path / "d" / "pose" / "incorrect pose", sorted(written)[0])
+    assert samples.load_sample(first, 0)[1]["fault"] == ("hips too high", "lean")      # train.py reads it back
+
+
+@pytest.mark.parametrize("flags", [["--label", "correct", "--fault", "lean"], ["--label", "incorrect", "--fault", " "]])
+def test_a_fault_needs_the_incorrect_label_and_a_name(flags, capsys):
+    with pytest.raises(SystemExit) as e:
+        extract.parse_args([CLIP, "--out", "x", "--category", "pose", *flags])
+    assert e.value.code == 2 and "--fault needs --label incorrect" in capsys.readouterr().err
