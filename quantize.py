@@ -181,6 +181,11 @@ def main(argv=None):
         print(f"✓ Found {os.path.relpath(path)}")
     for path, why in store.unrecorded_models(args.models_dir):
         print(f"Skipped {os.path.relpath(path)}: {why}; retrain it with train.py to quantize it", file=sys.stderr)
+    left = [path for name, (path, _, _) in store.find_models(args.models_dir, faults=True).items() if name not in models
+            and not args.categories]
+    if left:
+        print(f"Not quantized: {', '.join(map(os.path.relpath, left))} (fault models; quantize.py does not take "
+              f"them yet)", file=sys.stderr)
     for sentence in store.mixed_runs(models):
         print(f"Note: {sentence}; each is quantized and measured on its own", file=sys.stderr)
     results, failed = {}, []

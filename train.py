@@ -163,7 +163,7 @@ def load_datasets(args, categories, failed):
             if suffix:      # its files would be another model's
                 raise DataError(f"{os.path.join(args.data_dir, category)}: a category name may not end in {suffix} "
                                 f"(quantize.py names its models <category>{store.INT8}, train.py its other model "
-                                f"kinds <category>{'/'.join(registry.suffixes())}); rename the folder")
+                                f"kinds and fault models <category>{'/'.join(registry.suffixes())}); rename the folder")
             if store.report_collision(category):
                 raise DataError(f"{os.path.join(args.data_dir, category)}: a category may not be named {category} "
                                 f"(its report would be {store.report_path(args.models_dir, category)}, the name of "

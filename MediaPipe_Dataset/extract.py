@@ -299,7 +299,8 @@ def parse_args(argv=None):
                 f"name of that category's report")
     if store.reserved_suffix(args.category):
         p.error(f"--category may not end in {' or '.join(store.RESERVED_SUFFIXES)} (quantize.py names its models "
-                f"<category>{store.INT8}, train.py its other model kinds <category>_motion, and train.py refuses "
+                f"<category>{store.INT8}, train.py its other model kinds <category>_motion and fault models "
+                f"<category>_fault, and train.py refuses "
                 f"such a category)")
     return args
 

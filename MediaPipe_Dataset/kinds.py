@@ -50,6 +50,7 @@ class Kind:
     help = None            # --<name>/--no-<name>'s help text (for kinds after the first)
     parity_words = None    # what parity_inputs adds besides points removed, for quantize.py's report
     int8_note = None       # what of its graph dynamic INT8 leaves in FP32, besides the layout's products
+    classes = CLASS_NAMES  # what its outputs are, in order (a fault model's: the fault names)
 
     def problem(self, ds, grouping, split=None):
         """None when this kind can be trained on ds under grouping (and, given, the split's
@@ -99,7 +100,7 @@ class Kind:
 
     def metadata(self, ds, model, settings):
         """What deployment needs in the ONNX file (training_record keys are added by store)."""
-        return {"kind": self.name, "category": ds.category, "class_names": CLASS_NAMES,
+        return {"kind": self.name, "category": ds.category, "class_names": list(self.classes),
                 "keypoint_layout": KEYPOINT_NAMES, "min_visibility": f"{settings.min_visibility:g}",
                 "model_config": model.config}
 
@@ -145,7 +146,7 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
         if y is not None:                       # scikit-learn's fit(X, y): frames
             data = frame_units(data, y)
         self.model_ = self.kind.fit(data, None, self.settings)[0]
-        self.classes_ = np.arange(len(CLASS_NAMES))
+        self.classes_ = np.arange(len(self.kind.classes))
         return self
 
     def predict_proba(self, data):
@@ -177,7 +178,7 @@ class FrameKind(Kind):
         return frame_units(ds.X[index], ds.y[index], ds.groups[index], ds.timestamps[index], np.asarray(index))
 
     def build(self, window=None):
-        return PoseClassifier(**as_dict(self.net))
+        return PoseClassifier(num_classes=len(self.classes), **as_dict(self.net))
 
     def fit(self, train, val, settings, log=None):
         normalize = KeypointNormalizer()
@@ -220,7 +221,7 @@ class FrameKind(Kind):
     def cv_predict(self, fitted, data):
         if hasattr(fitted, "predict_proba"):
             return data, fitted.predict_proba(data.x), False
-        return data, np.eye(2)[fitted.predict(data.x)], True
+        return data, np.eye(len(self.classes))[fitted.predict(data.x)], True
 
     def quantization_goals(self, f, others):
         fp, q = f["fp32"], f["int8"]

@@ -27,7 +27,7 @@ from MediaPipe_Dataset.config import MotionNetConfig, WindowConfig, as_dict, fro
 from MediaPipe_Dataset.kinds import Kind, NetClassifier, Units
 from MediaPipe_Dataset.model import (NORMALIZATION, MotionClassifier, augment, drop_points, normalize_keypoints,
                                      pose_features)
-from MediaPipe_Dataset.samples import NUM_COORDS, NUM_POINTS
+from MediaPipe_Dataset.samples import CLASS_NAMES, NUM_COORDS, NUM_POINTS
 
 WINDOW = WindowConfig()       # the defaults; a fitted model's own window is window_of(model)
 
@@ -153,8 +153,8 @@ def normalized(recs):
 
 
 def recording_probabilities(window_probs, owner, n):
-    """(n, 2): each recording's mean window probability."""
-    sums = np.zeros((n, 2))
+    """(n, classes): each recording's mean window probability."""
+    sums = np.zeros((n, window_probs.shape[1]))
     np.add.at(sums, owner, window_probs)
     return sums / np.maximum(np.bincount(owner, minlength=n), 1)[:, None]
 
@@ -204,12 +204,13 @@ class MotionKind(Kind):
             return "its samples have no `timestamp`, so the frames of a recording cannot be put in time"
         recs = self.data(ds, None)
         w = self.window
-        long = [sum(r.label == c and r.instants(w.fps) >= w.min_frames for r in recs) for c in (0, 1)]
+        long = [sum(r.label == c and r.instants(w.fps) >= w.min_frames for r in recs) for c in range(len(self.classes))]
         if min(long) >= w.min_recordings:
             return None
+        has = (f"{long[1]} correct and {long[0]} incorrect ones" if self.classes == CLASS_NAMES else
+               ", ".join(f"{n} {name}" for n, name in zip(long, self.classes)))
         found = (f"it needs {w.min_recordings} recordings per class of at least {w.min_frames / w.fps:g} s "
-                 f"({w.min_frames} instants at {w.fps:g} per second) and has {long[1]} correct and {long[0]} "
-                 f"incorrect ones")
+                 f"({w.min_frames} instants at {w.fps:g} per second) and has {has}")
         if recs:
             spans = sorted(r.times[-1] for r in recs)
             found += f" (its recordings span {spans[0]:.3g}-{spans[-1]:.3g} s"
@@ -245,7 +246,7 @@ class MotionKind(Kind):
 
     def build(self, window=None):
         window = window or self.window
-        return MotionClassifier(frames=window.frames, fps=window.fps, **as_dict(self.net))
+        return MotionClassifier(frames=window.frames, fps=window.fps, num_classes=len(self.classes), **as_dict(self.net))
 
     def augment(self, x, generator, drop_joints):
         """augment per window (one mirror, rotation, stretch, joints hidden through the window),

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import torch
 
-from MediaPipe_Dataset import evaluation, pictures, registry, reports, store, suspects, training
+from MediaPipe_Dataset import evaluation, faults, pictures, registry, reports, store, suspects, training
 from MediaPipe_Dataset.config import TrainingConfig, as_dict
 from MediaPipe_Dataset.evaluation import Grouping, Scores
 from MediaPipe_Dataset.kinds import Kind, Units
@@ -71,6 +71,14 @@ class Validation:
         return float((self.clip_true[keep] == self.clip_pred[keep]).mean())
 
 
+def recording_means(v):
+    """(recordings, classes) mean probability of each of a Validation's recordings (clip_names order)."""
+    _, inverse = np.unique(v.units.groups, return_inverse=True)
+    sums = np.zeros((len(v.clip_names), v.probabilities.shape[1]))
+    np.add.at(sums, inverse, v.probabilities)
+    return sums / np.bincount(inverse, minlength=len(v.clip_names))[:, None]
+
+
 def advise(validations):
     """(verdict, why) from {kind name: Validation}: the kind whose verdicts per recording were the
     most accurate against the first kind's vote on the same recordings; a tie goes to the
@@ -101,6 +109,8 @@ class CategoryResult:
     validations: dict = dataclasses.field(default_factory=dict)    # kind name -> Validation
     skipped: dict = dataclasses.field(default_factory=dict)        # kind name -> why it has no model
     warnings: dict = dataclasses.field(default_factory=dict)       # kind name -> Kind.warnings
+    fault_validations: dict = dataclasses.field(default_factory=dict)   # kind name -> its fault model's Validation
+    faults_skipped: str = None    # why a category with faults has no fault model
     advice: tuple = (None, None)
     report: str = None
     report_error: str = None      # why the report could not be written
@@ -126,6 +136,15 @@ class CategoryResult:
                 result[f"{kind.name}_skipped"] = self.skipped[kind.name]
             if self.warnings.get(kind.name):
                 result[f"{kind.name}_warnings"] = self.warnings[kind.name]
+        for name, v in self.fault_validations.items():
+            target = result if name == kinds[0].name else result[name]
+            clip_names = v.clip_names
+            target.update(val_fault_accuracy=round(v.fault_accuracy[0], 6), val_fault_clip_accuracy=round(
+                v.fault_accuracy[1], 6), n_val_fault_clips=len(clip_names), fault_names=list(v.kind.classes),
+                fault_verdicts={str(c): faults.verdict(p, v.kind.classes) for c, p in zip(
+                    clip_names, recording_means(v))})
+        if self.faults_skipped:
+            result["faults_skipped"] = self.faults_skipped
         result.update(warning=self.grouping.warning, grouping=self.grouping.name, n_subjects=self.grouping.n_subjects,
                       advised_verdict=self.advice[0], advice=self.advice[1], report=self.report,
                       **({"report_error": self.report_error} if self.report_error else {}),
@@ -151,7 +170,7 @@ def validate(kind, model, ds, data, settings):
 def record_of(v, ds, run, model, val_idx, grouping, advice):
     """The training record: the kind, its whole configuration, which samples were held out, the
     figures, the advice so far and the settings."""
-    return {"kind": v.kind.name, "category": ds.category, "class_names": CLASS_NAMES,
+    return {"kind": v.kind.name, "category": ds.category, "class_names": list(v.kind.classes),
             "data_dir": os.path.abspath(run.data_dir),
             "model": {"class": type(model).__name__, "config": model.config},
             "config": {"training": as_dict(run.settings), **v.kind.config(model)},
@@ -198,6 +217,36 @@ def stage_report(result, own, swap):
     return None
 
 
+def fit_faults(ds, run, result, train_idx, val_idx, log):
+    """A fault model for each kind trained (faults.py), on the incorrect samples of the same
+    split that name a fault; [(model, Validation, FaultView, validation rows)] to write. Says
+    in one line why a category with faults gets none."""
+    why = faults.problem(ds)
+    if why:
+        result.faults_skipped = why
+        reports.print_faults_skipped(ds, why)
+    if why is not None:
+        return []
+    view = faults.FaultView(ds, faults.fault_names(ds))
+    train_v, val_v = view.index(train_idx), view.index(val_idx)
+    written = []
+    for name in list(result.validations):
+        kind = faults.fault_kind(result.validations[name].kind, view.names)
+        problem = kind.problem(view, result.grouping, (train_v, val_v))
+        if not problem and (not len(val_v) or len(set(view.y[train_v])) < 2):
+            problem = "the split leaves no incorrect sample naming a fault to validate on, or one fault only to train on"
+        if problem:
+            result.faults_skipped = problem
+            reports.print_faults_skipped(ds, problem, kind)
+            continue
+        model, v = fit_kind(kind, view, train_v, val_v, run.settings, log)
+        v.fault_accuracy = faults.accuracy(v, view)
+        result.fault_validations[name] = v
+        reports.print_fault_validation(view, v, run.settings)
+        written.append((model, v, view, val_v))
+    return written
+
+
 def train_category(ds, run, log=None):
     """Split, then train and measure every kind the category can have; export them and the
     report, and swap all their files in at once (store.Swap); its CategoryResult."""
@@ -218,13 +267,14 @@ def train_category(ds, run, log=None):
         result.advice = advise(result.validations)
         reports.print_validation(ds, result, kind, s)
     reports.print_advice(ds, result)
+    written = [(models[name], v, ds, val_idx) for name, v in result.validations.items()]
+    written += fit_faults(ds, run, result, train_idx, val_idx, log)
     found = suspects.find_suspects(ds, train_idx, s.seed, KeypointNormalizer())
     result.suspects, result.indistinct, own = found.index, found if found.indistinct else None, found.own
     swap = store.Swap(run.models_dir)
     try:
-        for name, model in models.items():
-            v = result.validations[name]
-            v.written = stage_kind(model, v, ds, run, val_idx, grouping, result.advice, swap)
+        for model, v, data, index in written:
+            v.written = stage_kind(model, v, data, run, index, grouping, result.advice, swap)
         if run.report:
             began = time.perf_counter()
             result.report_error = stage_report(result, own, swap)
@@ -234,7 +284,7 @@ def train_category(ds, run, log=None):
         swap.discard()
         if swap.committed:
             run.written.append(ds.category)
-    for v in result.validations.values():
+    for _, v, _, _ in written:
         v.written["removed_int8"] = store.remove_stale_int8(run.models_dir, v.written["name"], v.written["record_sha1"])
         reports.print_files(v.written, v.kind)
     reports.print_report(result, ds, result.suspects)
@@ -252,6 +302,8 @@ class CvResult:
     skipped: dict = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
     advice: tuple = (None, None)
+    faults: dict = dataclasses.field(default_factory=dict)     # model name -> faults.cv_figures
+    faults_skipped: str = None
 
     def ours(self):
         """{kind: our model's Scores} of the kinds measured (each kind's first model is ours)."""
@@ -266,6 +318,10 @@ class CvResult:
                 result[name] = s.to_json(self.grouping)
                 if i == 0:
                     result[name].update(advised_verdict=self.advice[0], advice=self.advice[1])
+        if self.faults:
+            result["faults"] = self.faults
+        if self.faults_skipped:
+            result["faults_skipped"] = self.faults_skipped
         return result
 
 
@@ -336,4 +392,30 @@ def cv_category(ds, run):
     result.seconds = time.perf_counter() - start
     result.advice = cv_advice(result)
     reports.print_cv(result, run)
+    cv_faults(ds, run, result)
     return result
+
+
+def cv_faults(ds, run, result):
+    """The which-fault table of --cv: each measured kind's fault model and its peers on the
+    incorrect samples that name a fault, on the same folds (faults.cv_figures)."""
+    why = faults.problem(ds)
+    if why:
+        result.faults_skipped = why
+        reports.print_faults_skipped(ds, why)
+    if why is not None:
+        return
+    view = faults.FaultView(ds, faults.fault_names(ds))
+    folds = [(view.index(train), view.index(test)) for train, test in result.folds]
+    inner = CvResult(view, result.grouping, folds)
+    for name in result.scores:
+        kind = faults.fault_kind(registry.by_name(name), view.names)
+        problem = kind.problem(view, result.grouping)
+        if problem:
+            result.faults_skipped = problem
+            reports.print_faults_skipped(ds, problem, kind)
+            continue
+        cross_validate_kind(kind, view, inner, run.settings)
+        for model, scores in inner.scores[kind.name].items():
+            result.faults[model] = faults.cv_figures(scores, view, kind.base.frame_figures)
+    reports.print_fault_table(ds, view, result.faults)

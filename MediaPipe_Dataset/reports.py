@@ -89,11 +89,51 @@ def print_skipped(ds, kind, problem, paths=None):
               f"files (their records' `run` differ); remove them if they are out of date.")
 
 
-def print_confusion(cm, title):
+def print_faults_skipped(ds, why, kind=None):
+    print(f"\nNo {kind.title if kind else 'fault model'} for {ds.category}: {why}.")
+
+
+def print_fault_validation(view, v, settings):
+    """A fault model's validation figures: which fault, among the incorrect inputs and recordings
+    that name one, a verdict credited when it names any fault of its input."""
+    from sklearn.metrics import confusion_matrix
+    names, labels = list(v.kind.classes), list(range(len(v.kind.classes)))
+    per_input, per_clip = v.fault_accuracy
+    print(f"\n{v.kind.title.capitalize()} ({v.kind.paths_name(view.category)}, {len(names)} faults, "
+          f"{v.kind.unit}): trained in {v.seconds:.1f} s on the {v.n_train} training samples that name a fault")
+    print(f"Which fault (validation): {100 * per_input:.2f}% of {len(v.units)} incorrect {v.kind.unit}, "
+          f"{100 * per_clip:.2f}% of {len(v.clip_names)} incorrect recordings get one of their faults")
+    print_confusion(confusion_matrix(v.units.y, v.probabilities.argmax(1), labels=labels),
+                    f"Confusion matrix by fault (per {v.kind.unit[:-1]}, true: its first fault)", names)
+    from MediaPipe_Dataset.pipeline import recording_means
+    from MediaPipe_Dataset.faults import verdict
+    for name, p in list(zip(v.clip_names, recording_means(v)))[:3]:
+        print(f"  {name}: {verdict(p, names)}")
+
+
+def print_fault_table(ds, view, figures):
+    """--cv's which-fault table: per model, among the incorrect samples that name a fault."""
+    print(f"Which fault, {ds.category}: {len(view.names)} faults ({', '.join(view.names)}), "
+          f"{len(view.y)} incorrect samples that name one (a verdict is right when it names one of its input's faults):")
+    print(f"  {'model':<26}{'per frame %':>12}{'per recording %':>17}{'macro F1':>10}")
+    for name, f in figures.items():
+        if f["error"]:
+            print(f"  {name:<26}could not be fitted ({f['error']}); left out")
+            continue
+        frame = f"{100 * f['mean']:.2f}" if f["mean"] is not None else "-"
+        print(f"  {name:<26}{frame:>12}{100 * f['clip_mean']:>16.2f} {f['macro_f1']:>10.3f}   of {f['n_clips']}")
+    best = max((n for n, f in figures.items() if not f["error"]), key=lambda n: figures[n]["clip_mean"], default=None)
+    if best:
+        print_confusion(np.array(figures[best]["confusion"]), f"Per-recording confusion by fault, {best}", view.names)
+    print()
+
+
+def print_confusion(cm, title, names=CLASS_NAMES):
     print(f"{title} (rows: true, columns: predicted):")
-    print(f"{'':>12}{CLASS_NAMES[0]:>11}{CLASS_NAMES[1]:>10}")
-    for label in (0, 1):
-        print(f"{CLASS_NAMES[label]:>12}{cm[label, 0]:>11}{cm[label, 1]:>10}")
+    width = max(12, *(len(n) + 2 for n in names))
+    print(" " * width + "".join(f"{n:>{max(len(n) + 2, 10)}}" for n in names))
+    for label, name in enumerate(names):
+        print(f"{name:>{width}}" + "".join(f"{cm[label, j]:>{max(len(n) + 2, 10)}}" for j, n in enumerate(names)))
 
 
 def print_validation(ds, result, kind, settings):
@@ -111,14 +151,15 @@ def print_validation(ds, result, kind, settings):
               f"accuracy averaged with the epochs on either side, so this figure is optimistic; `--cv 5` gives an "
               f"unbiased estimate)")
     print(f"\nClassification report (validation, {len(y)} {kind.unit}):")
-    print(classification_report(y, pred, labels=[0, 1], target_names=CLASS_NAMES, digits=3, zero_division=0))
-    print_confusion(confusion_matrix(y, pred, labels=[0, 1]), "Confusion matrix")
+    labels, names = list(range(len(kind.classes))), list(kind.classes)
+    print(classification_report(y, pred, labels=labels, target_names=names, digits=3, zero_division=0))
+    print_confusion(confusion_matrix(y, pred, labels=labels), "Confusion matrix", names)
     if ds.has_clips:
         versus = "" if base is v else (f"; {base.kind.vote_words} {100 * base.clip_accuracy_on(v.clip_names):.2f}% "
                                        f"on the same recordings")
         print(f"\nPer recording (validation): {100 * v.clip_accuracy:.2f}% of {len(v.clip_true)} clips get the "
               f"right verdict (the class with the highest mean probability over the clip's {kind.unit}){versus}")
-        print_confusion(confusion_matrix(v.clip_true, v.clip_pred, labels=[0, 1]), "Per-recording confusion matrix")
+        print_confusion(confusion_matrix(v.clip_true, v.clip_pred, labels=labels), "Per-recording confusion matrix", names)
     if v.removed:
         capped = f"; {REMOVAL_MAX_FRAMES:,} random frames" if len(y) > REMOVAL_MAX_FRAMES else ""
         print(f"\nValidation accuracy with k random points removed from each frame ({REMOVAL_DRAWS} draws, "

@@ -418,4 +418,4 @@ def clip_verdicts(groups, probabilities):
 
 def clip_scores(groups, y, probabilities):
     """(clip labels, clip verdicts): a clip's label is the majority of its frames' labels."""
-    return clip_verdicts(groups, np.eye(2)[y]), clip_verdicts(groups, probabilities)
+    return clip_verdicts(groups, np.eye(probabilities.shape[1])[y]), clip_verdicts(groups, probabilities)

@@ -28,7 +28,7 @@ from MediaPipe_Dataset.samples import DataError
 INT8 = "_int8"
 # Suffixes a category may not end in, since its files would collide with another model's:
 # quantize.py's, and the kinds' (registry.suffixes(); a test keeps the two in step).
-RESERVED_SUFFIXES = (INT8, "_motion")
+RESERVED_SUFFIXES = (INT8, "_motion", "_fault")
 MODEL_FILES = (".pt", ".onnx", ".json")
 CV_REPORT = "cv_report.html"
 
@@ -279,9 +279,10 @@ def read_record(path, of=None):
     return record
 
 
-def find_models(models_dir):
+def find_models(models_dir, faults=False):
     """{name: (ONNX path, kind, record)} of every model in models_dir, found by its training
-    record (<name>.json naming a registered kind, with <name>.onnx beside it), in name order."""
+    record (<name>.json naming a registered kind, with <name>.onnx beside it), in name order;
+    the fault models (faults.py) only when asked."""
     from MediaPipe_Dataset import registry
     found = {}
     for entry in sorted(os.listdir(models_dir)) if os.path.isdir(models_dir) else []:
@@ -294,7 +295,7 @@ def find_models(models_dir):
         except DataError:
             continue
         kind = registry.of_record(record)
-        if kind is not None:
+        if kind is not None and (faults or not hasattr(kind, "base")):
             found[name] = (paths[".onnx"], kind, record)
     return found
 

@@ -1,0 +1,110 @@
+"""Which fault: a fault model for every kind, without a second copy of either. A kind's fault
+model is the same kind (fault_kind: its network, windows, training and export) whose classes
+are a category's fault names, fitted on a FaultView of the dataset: its incorrect samples
+that name a fault, labelled by their first fault, on the binary model's split. numpy only.
+"""
+import copy
+
+import numpy as np
+
+MIN_FAULTS = 2              # a category gets fault models with at least this many faults,
+MIN_RECORDINGS = 2          # each named in at least this many recordings
+SUFFIX = "_fault"           # models/<category><kind suffix>_fault.pt, .onnx, .json
+
+
+class FaultView:
+    """The incorrect samples of a Dataset that name a fault, looking like a Dataset (X, y,
+    groups, timestamps, files, ...) whose classes are `names`: y is the index of a sample's
+    first fault; allowed (n, faults) marks every fault it names, for crediting a verdict on
+    a sample that shows several. rows: their indices in the dataset."""
+
+    def __init__(self, ds, names):
+        self.rows = np.array([i for i, (y, f) in enumerate(zip(ds.y, ds.faults)) if y == 0 and f], dtype=int)
+        self.names, self.category, self.root, self.has_clips = list(names), ds.category, ds.root, ds.has_clips
+        self.X, self.groups, self.timestamps = ds.X[self.rows], ds.groups[self.rows], ds.timestamps[self.rows]
+        self.files = [ds.files[i] for i in self.rows]
+        self.subjects = [ds.subjects[i] for i in self.rows]
+        self.faults = [ds.faults[i] for i in self.rows]
+        self.y = np.array([self.names.index(f[0]) for f in self.faults], dtype=np.int64)
+        self.allowed = np.array([[n in f for n in self.names] for f in self.faults], dtype=bool).reshape(-1, len(names))
+
+    def index(self, ds_index):
+        """The positions in this view of the dataset's samples ds_index that are in it."""
+        return np.flatnonzero(np.isin(self.rows, ds_index))
+
+    def recording_allowed(self, names):
+        """(len(names), faults): every fault a frame of each recording names."""
+        return np.array([self.allowed[self.groups == n].any(0) for n in names]).reshape(-1, len(self.names))
+
+
+def fault_names(ds):
+    """The fault names of a dataset, in name order."""
+    return sorted({name for faults in ds.faults for name in faults})
+
+
+def problem(ds):
+    """Why a category gets no fault model, one phrase; '' when its samples name no fault (it
+    trains, prints and writes as before), None when it gets them."""
+    counts, _ = ds.fault_counts()
+    if not counts:
+        return ""
+    enough = [n for n, (_, recordings) in counts.items() if recordings >= MIN_RECORDINGS]
+    if len(enough) < MIN_FAULTS:
+        return (f"it needs {MIN_FAULTS} faults each named in {MIN_RECORDINGS} recordings and has "
+                + ", ".join(f"{n} in {r}" for n, (_, r) in counts.items()))
+    return None
+
+
+def fault_kind(base, names):
+    """The kind `base` (FrameKind, MotionKind) with the faults as its classes: named
+    <base>_fault, its files <category><base suffix>_fault.*."""
+    kind = copy.copy(base)
+    kind.name, kind.suffix, kind.classes, kind.base = f"{base.name}_fault", f"{base.suffix}{SUFFIX}", list(names), base
+    kind.title, kind.help = f"{base.title.replace(' model', '')} fault model", None
+    return kind
+
+
+def accuracy(v, view):
+    """(per input, per recording) share of a fault Validation's verdicts that name one of the
+    faults the input's frames name."""
+    pred = v.probabilities.argmax(1)
+    keys = v.units.keys if v.kind.base.unit == "frames" else None
+    if keys is not None:
+        per_input = view.allowed[keys, pred].mean() if len(pred) else float("nan")
+    else:                  # a window: the faults of its recording
+        allowed = view.recording_allowed(v.units.groups)
+        per_input = allowed[np.arange(len(pred)), pred].mean() if len(pred) else float("nan")
+    clips = view.recording_allowed(v.clip_names)
+    return float(per_input), float(clips[np.arange(len(v.clip_pred)), v.clip_pred].mean())
+
+
+def cv_figures(scores, view, per_input):
+    """A --cv fault Scores' figures: `mean` (per input, mean over folds) and `clip_mean` (per
+    recording, out-of-fold) credited as in accuracy(), `macro_f1` on first faults, and the
+    confusion by fault per recording (rows: its first fault)."""
+    from sklearn.metrics import confusion_matrix, f1_score
+    if scores.error or not scores.parts:
+        return {"mean": None, "clip_mean": None, "macro_f1": None, "error": scores.error}
+    folds = []
+    for keys, groups, y, probs in scores.parts:
+        allowed = view.allowed[keys] if per_input else view.recording_allowed(groups)
+        folds.append(allowed[np.arange(len(y)), probs.argmax(1)].mean())
+    keys, groups, y, probs = (np.concatenate(p) for p in zip(*scores.parts))
+    names, inverse = np.unique(groups, return_inverse=True)
+    sums = np.zeros((len(names), probs.shape[1]))
+    np.add.at(sums, inverse, probs)
+    verdicts = sums.argmax(1)
+    first = np.zeros(len(names), dtype=int)
+    first[inverse] = y
+    right = view.recording_allowed(names)[np.arange(len(names)), verdicts]
+    labels = list(range(len(view.names)))
+    return {"mean": round(float(np.mean(folds)), 6) if per_input else None,
+            "clip_mean": round(float(right.mean()), 6), "n_clips": len(names),
+            "macro_f1": round(float(f1_score(first, verdicts, labels=labels, average="macro", zero_division=0)), 6),
+            "confusion": confusion_matrix(first, verdicts, labels=labels).tolist(), "error": None}
+
+
+def verdict(probabilities, names):
+    """'incorrect: hips too high (0.93)' for one input's fault probabilities."""
+    best = int(np.argmax(probabilities))
+    return f"incorrect: {names[best]} ({probabilities[best]:.2f})"
