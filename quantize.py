@@ -107,7 +107,7 @@ def print_speed(name, kind, f, args):
               f"kept exact)" + (f"; {kind.int8_note}" if kind.int8_note else "") + ".")
     print(f"  Deploy, by this run's figures: {names[single]} for one {kind.unit[:-1]} at a time, {names[batch]} for "
           f"batches; the INT8 file is {fp['size_bytes'] / q['size_bytes']:.1f}x smaller.")
-    if f.get("advised_verdict"):
+    if f.get("advised_verdict") and not hasattr(kind, "base"):       # a fault model names the fault, not the verdict
         trusted = "this model's verdict" if f["advised_verdict"] == kind.verdict else "another kind's verdict"
         print(f"  Which verdict to trust (train.py's advice, from its validation recordings): {trusted} "
               f"({f['advised_verdict']}); {f['advice']}.")
@@ -116,11 +116,12 @@ def print_speed(name, kind, f, args):
 def print_summary(results):
     print("\nSUMMARY")
     print("=" * 60)
-    print(f"{'category':<12}{'model':<7}{'size MB':>9}{'val acc':>9}{'all acc':>9}{'p50 us':>9}{'inputs/s':>12}")
+    width = max(12, *(len(c) + 2 for c in results))
+    print(f"{'category':<{width}}{'model':<7}{'size MB':>9}{'val acc':>9}{'all acc':>9}{'p50 us':>9}{'inputs/s':>12}")
     for category, f in results.items():
         for key in ("fp32", "int8"):
             m = f[key]
-            print(f"{category:<12}{key.upper():<7}{m['size_bytes'] / 1e6:>9.3f}{pct(m['accuracy_val']):>9}"
+            print(f"{category:<{width}}{key.upper():<7}{m['size_bytes'] / 1e6:>9.3f}{pct(m['accuracy_val']):>9}"
                   f"{pct(m['accuracy_all']):>9}{m['latency_p50_us']:>9.1f}{m['throughput_per_s']:>12,.0f}")
 
 
@@ -151,7 +152,7 @@ def chosen_models(args):
     """{name: (FP32 path, kind, record)} to quantize; raises ModelError for none, or for a
     category asked for that has no model, and when --json names a file this run reads or
     writes. --categories NAME takes every kind's model of the category (NAME, NAME_motion)."""
-    models = store.find_models(args.models_dir)
+    models = store.find_models(args.models_dir, faults=True)
     if args.categories:
         asked = list(dict.fromkeys(args.categories))
         of = lambda c: [n for n, (_, kind, record) in models.items() if n == c or record.get("category") == c]
@@ -181,11 +182,6 @@ def main(argv=None):
         print(f"✓ Found {os.path.relpath(path)}")
     for path, why in store.unrecorded_models(args.models_dir):
         print(f"Skipped {os.path.relpath(path)}: {why}; retrain it with train.py to quantize it", file=sys.stderr)
-    left = [path for name, (path, _, _) in store.find_models(args.models_dir, faults=True).items() if name not in models
-            and not args.categories]
-    if left:
-        print(f"Not quantized: {', '.join(map(os.path.relpath, left))} (fault models; quantize.py does not take "
-              f"them yet)", file=sys.stderr)
     for sentence in store.mixed_runs(models):
         print(f"Note: {sentence}; each is quantized and measured on its own", file=sys.stderr)
     results, failed = {}, []

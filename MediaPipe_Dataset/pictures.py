@@ -73,22 +73,26 @@ def curves(history, kept):
     for ax in (loss, acc):
         ax.axvline(kept, color="grey", linestyle="--", label=f"kept epoch {kept}")
         ax.set_xlabel("epoch")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="center right")     # a fixed place: "best" searched 0.2 s
     acc.set_ylabel("accuracy %")
     return png(fig, tight=False)
 
 
-def confusions(matrices):
-    """{title: 2x2 confusion matrix (rows true, columns predicted)} side by side."""
+def confusions(matrices, names=CLASS_NAMES):
+    """{title: confusion matrix (rows true, columns predicted) over names} side by side."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(matrices), figsize=(3.6 * len(matrices), 3.2))
-    fig.subplots_adjust(left=1.0 / (3.6 * len(matrices)), right=0.98, bottom=0.18, top=0.9, wspace=0.55)
+    size = 3.6 if len(names) <= 2 else 1.2 + 0.45 * len(names)
+    margin = 1.0 if len(names) <= 2 else 0.3 + 0.07 * max(map(len, names))
+    fig, axes = plt.subplots(1, len(matrices), figsize=(size * len(matrices) + margin, size - 0.4 + margin / 2))
+    fig.subplots_adjust(left=margin / (size * len(matrices) + margin), right=0.98, bottom=0.18 + 0.1 * (len(names) > 2),
+                        top=0.9, wspace=0.55 if len(names) <= 2 else 0.9)
     for ax, (title, m) in zip(np.atleast_1d(axes), matrices.items()):
         ax.imshow(m, cmap="Blues", vmin=0, vmax=max(m.max(), 1))      # from 0, as the text colour assumes
         for (i, j), v in np.ndenumerate(m):
             ax.text(j, i, str(v), ha="center", va="center", color="black" if v < m.max() / 2 else "white")
-        ax.set_xticks([0, 1], CLASS_NAMES)
-        ax.set_yticks([0, 1], CLASS_NAMES)
+        ax.set_xticks(range(len(names)), names, rotation=0 if len(names) <= 2 else 60, ha="center" if len(
+            names) <= 2 else "right", fontsize=None if len(names) <= 2 else 7)
+        ax.set_yticks(range(len(names)), names, fontsize=None if len(names) <= 2 else 7)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(title, fontsize=9)
@@ -113,8 +117,9 @@ def strips(recordings):
         ax.axhline(base + 0.5, color="grey", linewidth=0.5)
         ax.axhspan(base - 0.02, base + 1.02, color="0.96", zorder=0)
         wrong = "  WRONG" if r["verdict"] != r["label"] else ""
+        fault = f"; fault: {r['fault'].split(': ', 1)[1]}" if r.get("fault") else ""
         ax.text(0.005, base + 1.08, f"{r['name']}: {CLASS_NAMES[r['label']]}, judged {CLASS_NAMES[r['verdict']]}"
-                f"{wrong}", transform=ax.get_yaxis_transform(), fontsize=7, va="bottom",
+                f"{wrong}{fault}", transform=ax.get_yaxis_transform(), fontsize=7, va="bottom",
                 color="red" if wrong else "black")
     ax.set_yticks([])
     ax.set_ylim(-1.6 * (len(chosen) - 1) - 0.1, 1.45)
@@ -193,9 +198,15 @@ def recording_strips(result):
     validations = list(result.validations.values())
     base = validations[0]
     found = []
+    named = {}
+    for v in reversed(list(result.fault_validations.values())):      # the frame fault model's, where both judged
+        from MediaPipe_Dataset.faults import verdict as fault_verdict
+        from MediaPipe_Dataset.pipeline import recording_means
+        named.update({str(c): fault_verdict(p, v.kind.classes) for c, p in zip(v.clip_names, recording_means(v))})
     for name, label, verdict in zip(base.clip_names, base.clip_true, base.clip_pred):
         lines = [(f"{v.kind.title} ({v.kind.unit})", *series(v, name)) for v in validations if name in v.clip_names]
-        found.append({"name": str(name), "label": int(label), "verdict": int(verdict), "series": lines})
+        found.append({"name": str(name), "label": int(label), "verdict": int(verdict), "series": lines,
+                      "fault": named.get(str(name))})
     return found
 
 
@@ -253,8 +264,16 @@ def category_page(result, own):
         matrices[f"{v.kind.title}, per {v.kind.unit[:-1]}"] = confusion_matrix(v.units.y, v.probabilities.argmax(1),
                                                                               labels=[0, 1])
         matrices[f"{v.kind.title}, per recording"] = confusion_matrix(v.clip_true, v.clip_pred, labels=[0, 1])
-    sections += [("Confusion matrices (validation)", confusions(matrices)),
-                 ("Validation recordings over time", "<p>P(correct) of each input of each model ("
+    sections += [("Confusion matrices (validation)", confusions(matrices))]
+    for v in result.fault_validations.values():
+        fault = {f"{v.kind.title}, per {v.kind.unit[:-1]}": confusion_matrix(v.units.y, v.probabilities.argmax(1),
+                                                                            labels=range(len(v.kind.classes)))}
+        per_input, per_clip = v.fault_accuracy
+        sections.append((f"Which fault: the {v.kind.title} (validation)",
+                         f"<p>Among the incorrect validation {v.kind.unit} that name a fault, {100 * per_input:.1f}% "
+                         f"(recordings: {100 * per_clip:.1f}%) get one of their faults; rows are each input's first "
+                         f"fault.</p>" + confusions(fault, v.kind.classes)))
+    sections += [("Validation recordings over time", "<p>P(correct) of each input of each model ("
                   + ", ".join(f"{v.kind.title}: each of its {v.kind.unit}" for v in validations.values())
                   + "); wrong verdicts first.</p>" + strips(recording_strips(result)))]
     for v in validations.values():

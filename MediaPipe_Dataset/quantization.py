@@ -50,17 +50,17 @@ def check_model(path, kind, record):
     widths = [[d.dim_value for d in v.type.tensor_type.shape.dim][1:] for v in (proto.graph.input[0],
                                                                                proto.graph.output[0])]
     try:
-        expected = [list(kind.input_shape(record["model"]["config"])), [len(CLASS_NAMES)]]
+        expected = [list(kind.input_shape(record["model"]["config"])), [len(kind.classes)]]
     except (KeyError, TypeError):
         raise ModelError(f"{os.path.splitext(path)[0]}.json: the training record's model configuration is "
                          f"missing or damaged; retrain the model with train.py")
     if widths != expected:
         raise ModelError(f"{path}: not a pose model from train.py (input and output widths {widths[0]} and "
-                         f"{widths[1]}; expected {expected[0]} and [2])")
+                         f"{widths[1]}; expected {expected[0]} and {expected[1]})")
     meta = {p.key: p.value for p in proto.metadata_props}
     try:
         ours = (json.loads(meta.get("keypoint_layout", "null")) == KEYPOINT_NAMES
-                and json.loads(meta.get("class_names", "null")) == CLASS_NAMES)
+                and json.loads(meta.get("class_names", "null")) == list(kind.classes))
     except ValueError:
         ours = False
     if not ours:
@@ -290,6 +290,17 @@ def accuracy_figures(sessions, kind, ds, val):
     return figures, units, val_units
 
 
+def fault_samples(ds, val, note, kind):
+    """(FaultView, its validation rows, note) for measuring a fault model; no view when the data
+    names faults the model was not trained on."""
+    from MediaPipe_Dataset.faults import FaultView, fault_names
+    other = sorted(set(fault_names(ds)) - set(kind.classes))
+    if other:
+        return None, None, f"accuracy skipped: {ds.root} names faults the model was not trained on ({', '.join(other[:3])})"
+    view = FaultView(ds, kind.classes)
+    return view, (view.index(val) if val is not None else None), note
+
+
 def int8_node_counts(path):
     """{"int8": matrix products run in INT8, "fp32": MatMul and Gemm nodes left in FP32}."""
     ops = [n.op_type for n in onnx.load(path).graph.node]
@@ -302,6 +313,8 @@ def compare(name, kind, record, fp32_path, int8_path, data_dir, runs, batch_size
     sessions = [session(fp32_path), session(int8_path)]
     proto = onnx.load(fp32_path)
     ds, val, note = load_samples(data_dir, record.get("category", name), fp32_path, proto)
+    if hasattr(kind, "base") and ds is not None:      # a fault model: the incorrect samples that name a fault
+        ds, val, note = fault_samples(ds, val, note, kind)
     figures, units, val_units = accuracy_figures(sessions, kind, ds, val)
     for key, path in (("fp32", fp32_path), ("int8", int8_path)):
         figures[key] = {"size_bytes": os.path.getsize(path), **figures[key]}
@@ -335,6 +348,10 @@ def goals(kind, f, others):
         change = 100 * (q["accuracy_val"] - fp["accuracy_val"])
         rows.append(("validation accuracy within 1 point of FP32", change >= -1,
                      f"{'+' if change >= 0 else '-'}{deciding(abs(change), 1)} points"))
+    if hasattr(kind, "base") and f.get("n_val_clips"):
+        agree = 100 * (1 - f["clips_changed"] / f["n_val_clips"])
+        rows.append(("INT8 fault verdicts agree with FP32 on at least 99% of validation recordings", agree >= 99,
+                     f"{deciding(agree, 99)}%"))
     return rows + kind.quantization_goals(f, others)
 
 

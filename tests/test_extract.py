@@ -486,6 +486,35 @@ def test_the_readme_ring_buffer_snippet_runs_verbatim_on_the_fixture_clip(tmp_pa
     last, video = run_.stdout.split("Last ")[1].split("; video: ")
     assert last.split(": ")[1].split()[0] in ("Correct", "Incorrect") and video.split()[0] in ("Correct", "Incorrect")
     assert int(video.split("mean of ")[1].split()[0]) == 20 - motion.WINDOW.frames + 1   # one per new frame
+    assert "Video: incorrect: " not in run_.stdout                  # no fault model: no fault named
+
+
+@needs_video
+def test_the_ring_buffer_snippet_names_the_fault_with_a_motion_fault_model(tmp_path):
+    import glob
+    from MediaPipe_Dataset.movements import write_movements
+    data = write_movements(str(tmp_path / "data"), recordings=8, seconds=3.0)
+    folder = lambda label: os.path.join(data, "curl", f"{label} curl")
+    os.rename(folder("correct"), folder("slow"))                 # slow curls are the incorrect ones here,
+    os.rename(folder("incorrect"), folder("correct"))            # so that the still fixture person is judged
+    os.rename(folder("slow"), folder("incorrect"))               # incorrect and its fault named
+    for path in glob.glob(os.path.join(folder("incorrect"), "*.json")) + glob.glob(os.path.join(folder("correct"), "*.json")):
+        sample = json.load(open(path))
+        sample["label"] = 0 if os.path.dirname(path) == folder("incorrect") else 1
+        if sample["label"] == 0:
+            sample["fault"] = "rushed" if int(sample["clip"].rsplit("-", 1)[1]) % 2 else "jerky"
+        json.dump(sample, open(path, "w"))
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert train.main(["--data-dir", data, "--models-dir", str(tmp_path / "models"), "--epochs", "2"]) == 0
+    assert (tmp_path / "models" / "curl_motion_fault.onnx").is_file()
+    code = readme_snippet("### A verdict per movement, live").replace("'my_video.mp4'", repr(str(tmp_path / "long.mp4")))
+    write_video(tmp_path / "long.mp4", fixture_frames() * 2)
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": ROOT})
+    assert run.returncode == 0, run.stderr
+    assert "; video: Incorrect" in run.stdout, run.stdout
+    named = run.stdout.split("Video: incorrect: ")[1]
+    assert named.split(" (")[0] in ("jerky", "rushed") and 0 < float(named.split(" (")[1].split(")")[0]) <= 1
 
 
 # ----------------------------------------------------------------------------- issue 27's edges

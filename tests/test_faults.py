@@ -123,9 +123,15 @@ def test_cv_gives_the_which_fault_table_for_our_models_and_the_peers(tmp_path):
     assert {"mean", "clip_mean", "macro_f1"} <= set(ours) and ours["clip_mean"] >= 0.75 and ours["n_clips"] == 8
 
 
-def test_quantize_says_it_leaves_the_fault_models(trained, tmp_path):
-    code, out, err = run_quantize("--models-dir", trained["models"])
-    assert code == 0 and "Not quantized: " in err and "stance_fault.onnx (fault models" in err
+def test_quantize_makes_the_int8_fault_model_and_measures_its_verdicts(trained, tmp_path):
+    import shutil
+    shutil.copytree(trained["models"], tmp_path / "m")
+    code, out, err = run_quantize("--models-dir", tmp_path / "m", "--json", tmp_path / "q.json")
+    f = json.loads((tmp_path / "q.json").read_text())["stance_fault"]
+    assert code == 0 and (tmp_path / "m" / "stance_fault_int8.onnx").is_file() and "Traceback" not in err
+    assert f["kind"] == "frame_fault" and f["n_val_clips"] >= 2 and f["fp32"]["accuracy_val"] is not None
+    assert "INT8 fault verdicts agree with FP32 on at least 99% of validation recordings" in out
+    assert "Which verdict to trust" not in out.split("STANCE_FAULT")[1]
 
 
 def test_a_category_ending_in_fault_is_refused(tmp_path):
@@ -151,3 +157,19 @@ def test_the_readme_live_fault_snippet_runs_verbatim(trained, tmp_path):
         assert run.returncode == 0, run.stderr
         expected = "Now: incorrect: one hand low (" if "incorrect" in clip else "Now: correct ("
         assert run.stdout.startswith(expected), run.stdout
+
+
+def test_the_report_shows_the_confusion_by_fault_and_names_the_fault_on_the_strips(trained, tmp_path):
+    import contextlib
+    import io
+    from MediaPipe_Dataset import pictures, pipeline
+    page = (trained["models"] / "stance_report.html").read_text()
+    assert "Which fault: the frame fault model (validation)" in page and "get one of their faults" in page
+    ds = samples.Dataset(trained["data"], "stance")
+    run = pipeline.Run(trained["data"], str(tmp_path), pipeline.TrainingConfig(epochs=3), report=False)
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = pipeline.train_category(ds, run)
+    strips = pictures.recording_strips(result)
+    named = [r for r in strips if r["fault"]]
+    assert named and all(r["label"] == 0 and r["fault"].startswith("incorrect: ") for r in named)
+    assert all(r["fault"] is None for r in strips if r["label"] == 1)
