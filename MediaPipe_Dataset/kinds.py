@@ -158,6 +158,18 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
         return self.predict_proba(data).argmax(1)
 
 
+def every_class(probabilities, fitted, n):
+    """(rows, n) probabilities of a fitted scikit-learn model, one column per class: a model
+    fitted on a fold that lacks a class (a fault no training recording of the fold names) gives
+    columns for the classes it saw only (its classes_), which would otherwise shift the rest."""
+    classes = getattr(fitted, "classes_", None)
+    if classes is None or probabilities.shape[1] == n:
+        return probabilities
+    full = np.zeros((len(probabilities), n))
+    full[:, np.asarray(classes, dtype=int)] = probabilities
+    return full
+
+
 def frame_units(X, y, groups=None, times=None, keys=None):
     n = len(y)
     return Units(X, y, np.arange(n).astype(str) if groups is None else groups,
@@ -220,7 +232,7 @@ class FrameKind(Kind):
 
     def cv_predict(self, fitted, data):
         if hasattr(fitted, "predict_proba"):
-            return data, fitted.predict_proba(data.x), False
+            return data, every_class(fitted.predict_proba(data.x), fitted, len(self.classes)), False
         return data, np.eye(len(self.classes))[fitted.predict(data.x)], True
 
     def quantization_goals(self, f, others):

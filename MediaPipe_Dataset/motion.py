@@ -24,7 +24,7 @@ from sklearn.base import BaseEstimator
 
 from MediaPipe_Dataset import evaluation, training
 from MediaPipe_Dataset.config import MotionNetConfig, WindowConfig, as_dict, from_dict
-from MediaPipe_Dataset.kinds import Kind, NetClassifier, Units
+from MediaPipe_Dataset.kinds import Kind, NetClassifier, Units, every_class
 from MediaPipe_Dataset.model import (NORMALIZATION, MotionClassifier, augment, drop_points, normalize_keypoints,
                                      pose_features)
 from MediaPipe_Dataset.samples import CLASS_NAMES, NUM_COORDS, NUM_POINTS
@@ -309,7 +309,7 @@ class MotionKind(Kind):
 
     def cv_models(self, settings):
         return {"MotionClassifier": NetClassifier(self, settings), WindowStatistics.name: WindowStatistics(
-            settings.seed, self.window)}
+            settings.seed, self.window, len(self.classes))}
 
     def cv_predict(self, fitted, recs):
         labels = np.array([r.label for r in recs], dtype=np.int64)
@@ -352,8 +352,8 @@ class WindowStatistics(BaseEstimator):
     fewer than 40), so it learns from a few dozen recordings."""
     name = "HGB on window statistics"
 
-    def __init__(self, seed=0, window=WINDOW):
-        self.seed, self.window = seed, window
+    def __init__(self, seed=0, window=WINDOW, n_classes=2):
+        self.seed, self.window, self.n_classes = seed, window, n_classes
 
     def fit(self, recs):
         from sklearn.ensemble import HistGradientBoostingClassifier
@@ -365,4 +365,5 @@ class WindowStatistics(BaseEstimator):
 
     def predict_proba(self, recs):
         windows, owner = verdict_windows(recs, self.window)
-        return recording_probabilities(self.model_.predict_proba(window_statistics(windows)), owner, len(recs))
+        probs = every_class(self.model_.predict_proba(window_statistics(windows)), self.model_, self.n_classes)
+        return recording_probabilities(probs, owner, len(recs))

@@ -173,3 +173,12 @@ def test_the_report_shows_the_confusion_by_fault_and_names_the_fault_on_the_stri
     named = [r for r in strips if r["fault"]]
     assert named and all(r["label"] == 0 and r["fault"].startswith("incorrect: ") for r in named)
     assert all(r["fault"] is None for r in strips if r["label"] == 1)
+
+
+def test_a_peer_fitted_without_a_fault_keeps_every_fault_in_its_column():
+    from sklearn.linear_model import LogisticRegression
+    from MediaPipe_Dataset.kinds import every_class
+    X, y = np.array([[0.0], [1.0], [0.1], [0.9]]), np.array([0, 2, 0, 2])     # fault 1 not in this fold
+    fitted = LogisticRegression().fit(X, y)
+    full = every_class(fitted.predict_proba(X), fitted, 3)
+    assert full.shape == (4, 3) and (full[:, 1] == 0).all() and full.argmax(1).tolist() == [0, 2, 0, 2]
