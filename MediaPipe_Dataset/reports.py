@@ -107,8 +107,13 @@ def print_fault_validation(view, v, settings):
                     f"Confusion matrix by fault (per {v.kind.unit[:-1]}, true: its first fault)", names)
     from MediaPipe_Dataset.pipeline import recording_means
     from MediaPipe_Dataset.faults import verdict
+    unit = v.kind.unit[:-1]
+    for i in range(min(2, len(v.units))):
+        where = view.files[v.units.keys[i]] if v.kind.unit == "frames" else \
+            f"{v.units.groups[i]} at {v.units.times[i]:.1f} s"
+        print(f"  {unit} {where}: {verdict(v.probabilities[i], names)}")
     for name, p in list(zip(v.clip_names, recording_means(v)))[:3]:
-        print(f"  {name}: {verdict(p, names)}")
+        print(f"  recording {name}: {verdict(p, names)}")
 
 
 def print_fault_table(ds, view, figures):

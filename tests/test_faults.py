@@ -66,6 +66,8 @@ def test_the_fault_models_are_written_beside_the_binary_ones_and_name_the_fault(
     for verdict in r["fault_verdicts"].values():
         assert verdict.startswith("incorrect: ") and verdict.split(": ")[1].rsplit(" (", 1)[0] in r["fault_names"]
     assert "Which fault (validation): " in trained["out"] and "Confusion matrix by fault" in trained["out"]
+    assert "  frame incorrect stance/" in trained["out"] and "  recording stance-incorrect-" in trained["out"]
+    assert ": incorrect: hands low (" in trained["out"] or ": incorrect: one hand low (" in trained["out"]
 
 
 def test_the_fault_onnx_file_has_one_output_per_fault_in_the_metadata_order(trained):
