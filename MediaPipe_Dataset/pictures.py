@@ -309,4 +309,11 @@ def cv_page(results, removed_points):
         for ax in (a, b):
             ax.tick_params(labelsize=7)
         sections.append((category, png(fig)))
+        if result.faults:
+            rows = [(n, "-" if f["mean"] is None else f"{100 * f['mean']:.2f}", f"{100 * f['clip_mean']:.2f}",
+                     f"{f['macro_f1']:.3f}", f["n_clips"]) if not f["error"] else (n, "could not be fitted", "", "", "")
+                    for n, f in result.faults.items()]
+            sections.append((f"{category}: which fault", "<p>Among the incorrect samples that name a fault, on the same "
+                             "folds; a verdict is right when it names one of its input's faults.</p>" + table(
+                                 ["model", "per frame %", "per recording %", "macro F1", "recordings"], rows)))
     return page("Cross-validation report", sections)

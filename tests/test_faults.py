@@ -117,7 +117,9 @@ def test_the_motion_model_gets_a_fault_model_too(tmp_path):
 
 def test_cv_gives_the_which_fault_table_for_our_models_and_the_peers(tmp_path):
     data = add_faults(build_dataset(tmp_path / "d", clips_per_class=8, frames=3))
-    code, out, err = run_train("--data-dir", data, "--epochs", "10", "--cv", "2", "--json", tmp_path / "r.json")
+    code, out, err = run_train("--data-dir", data, "--models-dir", tmp_path / "m", "--epochs", "10", "--cv", "2",
+                               "--report", "--json", tmp_path / "r.json")
+    assert "stance: which fault</h2>" in (tmp_path / "m" / "cv_report.html").read_text()
     table = json.loads((tmp_path / "r.json").read_text())["stance"]["faults"]
     assert code == 0 and "Which fault, stance: 2 faults (hands low, one hand low)" in out
     assert {"PoseClassifier", "LogisticRegression", "HistGradientBoosting"} <= set(table)
