@@ -39,6 +39,9 @@ def print_statistics(datasets):
         print()
 
 
+MAX_LISTED = 20       # invalid samples listed one per line; the rest are counted
+
+
 def report_problems(ds, strict):
     """Print invalid samples and label warnings; with strict, invalid samples are an error."""
     for path, reason in ds.warnings:
@@ -48,13 +51,21 @@ def report_problems(ds, strict):
     if ds.ignored:
         print(f"{ds.category}: ignored {ds.ignored} macOS '._' file(s) (AppleDouble metadata, not samples)",
               file=sys.stderr)
-    for path, reason in ds.invalid:
+    for path, reason in ds.invalid[:MAX_LISTED]:
         print(f"{'error' if strict else 'skipped'}: {path}: {reason}", file=sys.stderr)
+    if len(ds.invalid) > MAX_LISTED:
+        reasons = {}
+        for _, reason in ds.invalid[MAX_LISTED:]:
+            words = reason.split(" ", 1)[0]
+            reasons[words] = reasons.get(words, 0) + 1
+        print(f"... and {len(ds.invalid) - MAX_LISTED} more invalid sample(s), by the first word of their reason: "
+              + ", ".join(f"{w} {n}" for w, n in sorted(reasons.items(), key=lambda item: -item[1])), file=sys.stderr)
     if ds.invalid:
         if strict:
             raise DataError(f"{ds.root}: {len(ds.invalid)} invalid sample(s) and --strict is set")
         print(f"{ds.category}: skipped {len(ds.invalid)} invalid sample(s) "
-              f"(listed above; --strict makes this an error)", file=sys.stderr)
+              f"({'listed' if len(ds.invalid) <= MAX_LISTED else 'the first ' + str(MAX_LISTED) + ' listed'} above; "
+              f"--strict makes this an error)", file=sys.stderr)
 
 
 def print_plan(ds, settings, n_train, n_val, batch_size, grouping):

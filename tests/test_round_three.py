@@ -452,3 +452,14 @@ def test_separable_classes_with_two_recordings_per_class_are_not_called_alike(tm
     train_idx, _, _ = evaluation.split(ds, 0.2, 0)
     found = suspects.find_suspects(ds, train_idx, 0, train.KeypointNormalizer())
     assert not found.indistinct and found.balanced == 1
+
+
+def test_a_folder_of_invalid_samples_lists_the_first_twenty_and_counts_the_rest(tmp_path):
+    data = build_dataset(tmp_path / "d", clips_per_class=12)
+    for path in glob.glob(os.path.join(data, "stance", "*", "*.json")):
+        edit_samples(path, lambda s: s.update(timestamp=str(s["timestamp"])))
+    code, out, err = run_train("--data-dir", data, "--models-dir", tmp_path / "m", "--epochs", "2")
+    listed = [ln for ln in err.splitlines() if ln.startswith("skipped: ")]
+    assert code == 1 and len(listed) == 20 and "is not a number of seconds" in listed[0]
+    assert "... and 52 more invalid sample(s), by the first word of their reason: timestamp 52" in err
+    assert "skipped 72 invalid sample(s) (the first 20 listed above" in err
