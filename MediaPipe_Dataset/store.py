@@ -23,12 +23,13 @@ import warnings
 import numpy as np
 
 from MediaPipe_Dataset import outputs
+from MediaPipe_Dataset.faults import SUFFIX as FAULT_SUFFIX
 from MediaPipe_Dataset.samples import DataError
 
 INT8 = "_int8"
 # Suffixes a category may not end in, since its files would collide with another model's:
 # quantize.py's, and the kinds' (registry.suffixes(); a test keeps the two in step).
-RESERVED_SUFFIXES = (INT8, "_motion", "_fault")
+RESERVED_SUFFIXES = (INT8, "_motion", FAULT_SUFFIX)
 MODEL_FILES = (".pt", ".onnx", ".json")
 CV_REPORT = "cv_report.html"
 
@@ -57,8 +58,8 @@ def run_outputs(models_dir, categories, kinds, cv):
     found = []
     for category in categories:
         for kind in kinds:
-            name = kind.paths_name(category)
-            found += [*model_paths(models_dir, name).values(), int8_path(models_dir, name)]
+            for name in (kind.paths_name(category), kind.paths_name(category) + FAULT_SUFFIX):   # and its fault model's
+                found += [*model_paths(models_dir, name).values(), int8_path(models_dir, name)]
         found.append(report_path(models_dir, category))
     return found
 

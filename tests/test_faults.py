@@ -186,3 +186,10 @@ def test_a_peer_fitted_without_a_fault_keeps_every_fault_in_its_column():
     fitted = LogisticRegression().fit(X, y)
     full = every_class(fitted.predict_proba(X), fitted, 3)
     assert full.shape == (4, 3) and (full[:, 1] == 0).all() and full.argmax(1).tolist() == [0, 2, 0, 2]
+
+
+def test_json_may_not_be_a_fault_model_file(tmp_path):
+    data = add_faults(build_dataset(tmp_path / "d", clips_per_class=4))
+    code, out, err = run_train("--data-dir", data, "--models-dir", tmp_path / "m", "--epochs", "2",
+                               "--json", tmp_path / "m" / "stance_fault.json")
+    assert code == 1 and "is a file this run writes itself" in err
