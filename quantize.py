@@ -107,7 +107,7 @@ def print_speed(name, kind, f, args):
               f"kept exact)" + (f"; {kind.int8_note}" if kind.int8_note else "") + ".")
     print(f"  Deploy, by this run's figures: {names[single]} for one {kind.unit[:-1]} at a time, {names[batch]} for "
           f"batches; the INT8 file is {fp['size_bytes'] / q['size_bytes']:.1f}x smaller.")
-    if f.get("advised_verdict") and not hasattr(kind, "base"):       # a fault model names the fault, not the verdict
+    if f.get("advised_verdict") and kind.base is None:       # a fault model names the fault, not the verdict
         trusted = "this model's verdict" if f["advised_verdict"] == kind.verdict else "another kind's verdict"
         print(f"  Which verdict to trust (train.py's advice, from its validation recordings): {trusted} "
               f"({f['advised_verdict']}); {f['advice']}.")

@@ -7,6 +7,8 @@ import copy
 
 import numpy as np
 
+from MediaPipe_Dataset.samples import clip_verdicts, group_means
+
 MIN_FAULTS = 2              # a category gets fault models with at least this many faults,
 MIN_RECORDINGS = 2          # each named in at least this many recordings
 SUFFIX = "_fault"           # models/<category><kind suffix>_fault.pt, .onnx, .json
@@ -64,18 +66,24 @@ def fault_kind(base, names):
     return kind
 
 
+def credited(view, keys, groups, pred, frames):
+    """The share of verdicts pred that name one of the faults of their input: a frame's (keys:
+    its rows in view), or a window's or recording's (groups: its recording)."""
+    allowed = view.allowed[keys] if frames else view.recording_allowed(groups)
+    return float(allowed[np.arange(len(pred)), pred].mean()) if len(pred) else float("nan")
+
+
 def accuracy(v, view):
     """(per input, per recording) share of a fault Validation's verdicts that name one of the
     faults the input's frames name."""
-    pred = v.probabilities.argmax(1)
-    keys = v.units.keys if v.kind.base.unit == "frames" else None
-    if keys is not None:
-        per_input = view.allowed[keys, pred].mean() if len(pred) else float("nan")
-    else:                  # a window: the faults of its recording
-        allowed = view.recording_allowed(v.units.groups)
-        per_input = allowed[np.arange(len(pred)), pred].mean() if len(pred) else float("nan")
-    clips = view.recording_allowed(v.clip_names)
-    return float(per_input), float(clips[np.arange(len(v.clip_pred)), v.clip_pred].mean())
+    return (credited(view, v.units.keys, v.units.groups, v.probabilities.argmax(1), v.kind.frame_figures),
+            credited(view, None, v.clip_names, v.clip_pred, False))
+
+
+def recording_verdicts(v):
+    """{recording: verdict} of a fault Validation: each recording's mean probabilities."""
+    names, means = group_means(v.units.groups, v.probabilities)
+    return {str(n): verdict(p, v.kind.classes) for n, p in zip(names, means)}
 
 
 def cv_figures(scores, view, per_input):
@@ -85,15 +93,10 @@ def cv_figures(scores, view, per_input):
     from sklearn.metrics import confusion_matrix, f1_score
     if scores.error or not scores.parts:
         return {"mean": None, "clip_mean": None, "macro_f1": None, "error": scores.error}
-    folds = []
-    for keys, groups, y, probs in scores.parts:
-        allowed = view.allowed[keys] if per_input else view.recording_allowed(groups)
-        folds.append(allowed[np.arange(len(y)), probs.argmax(1)].mean())
+    folds = [credited(view, keys, groups, probs.argmax(1), per_input) for keys, groups, y, probs in scores.parts]
     keys, groups, y, probs = (np.concatenate(p) for p in zip(*scores.parts))
     names, inverse = np.unique(groups, return_inverse=True)
-    sums = np.zeros((len(names), probs.shape[1]))
-    np.add.at(sums, inverse, probs)
-    verdicts = sums.argmax(1)
+    verdicts = clip_verdicts(groups, probs)
     first = np.zeros(len(names), dtype=int)
     first[inverse] = y
     right = view.recording_allowed(names)[np.arange(len(names)), verdicts]

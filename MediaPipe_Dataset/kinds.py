@@ -51,6 +51,7 @@ class Kind:
     parity_words = None    # what parity_inputs adds besides points removed, for quantize.py's report
     int8_note = None       # what of its graph dynamic INT8 leaves in FP32, besides the layout's products
     classes = CLASS_NAMES  # what its outputs are, in order (a fault model's: the fault names)
+    base = None            # a fault model's: the kind it names the faults for (faults.fault_kind)
 
     def problem(self, ds, grouping, split=None):
         """None when this kind can be trained on ds under grouping (and, given, the split's

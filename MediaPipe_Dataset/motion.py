@@ -94,6 +94,13 @@ def gappy(recs, window=WINDOW):
     return [r for r in recs if r.gap_share(window.gap_tolerance_s) > MOSTLY_GAPS]
 
 
+def without_gappy(recs, window=WINDOW):
+    """(the recordings the motion model takes, those it leaves out: gappy)."""
+    left_out = gappy(recs, window)
+    names = {r.name for r in left_out}
+    return [r for r in recs if r.name not in names], left_out
+
+
 def sample_at(rec, times, tolerance=WINDOW.gap_tolerance_s):
     """(len(times), 28) keypoints of rec at the given times: the nearest frame, or NaN when
     none is within tolerance (a gap, or past the recording's end)."""
@@ -202,8 +209,8 @@ class MotionKind(Kind):
             return "its samples have no `clip`, so there are no recordings to follow over time"
         if not np.isfinite(ds.timestamps).any():
             return "its samples have no `timestamp`, so the frames of a recording cannot be put in time"
-        recs = self.data(ds, None)
         w = self.window
+        recs, left_out = without_gappy(recordings(ds), w)
         long = [sum(r.label == c and r.instants(w.fps) >= w.min_frames for r in recs) for c in range(len(self.classes))]
         if min(long) >= w.min_recordings:
             return None
@@ -219,7 +226,6 @@ class MotionKind(Kind):
                 found += (f"; {duplicates} of their frames share a timestamp with an earlier frame of their "
                           f"recording and count once")
             found += ")"
-        left_out = gappy(recordings(ds), w)
         if left_out:
             found += f"; {len(left_out)} recording(s) that are mostly gaps are left out (see above)"
         return found
@@ -240,9 +246,7 @@ class MotionKind(Kind):
                    f"`timestamp` is in seconds" if ms else "")]
 
     def data(self, ds, index):
-        recs = recordings(ds, index)
-        gaps = {r.name for r in gappy(recs, self.window)}
-        return [r for r in recs if r.name not in gaps]
+        return without_gappy(recordings(ds, index), self.window)[0]
 
     def build(self, window=None):
         window = window or self.window

@@ -195,11 +195,10 @@ def recording_strips(result):
     validations = list(result.validations.values())
     base = validations[0]
     found = []
+    from MediaPipe_Dataset.faults import recording_verdicts
     named = {}
     for v in reversed(list(result.fault_validations.values())):      # the frame fault model's, where both judged
-        from MediaPipe_Dataset.faults import verdict as fault_verdict
-        from MediaPipe_Dataset.pipeline import recording_means
-        named.update({str(c): fault_verdict(p, v.kind.classes) for c, p in zip(v.clip_names, recording_means(v))})
+        named.update(recording_verdicts(v))
     for name, label, verdict in zip(base.clip_names, base.clip_true, base.clip_pred):
         lines = [(f"{v.kind.title} ({v.kind.unit})", *series(v, name)) for v in validations if name in v.clip_names]
         found.append({"name": str(name), "label": int(label), "verdict": int(verdict), "series": lines,

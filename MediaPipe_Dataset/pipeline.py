@@ -71,14 +71,6 @@ class Validation:
         return float((self.clip_true[keep] == self.clip_pred[keep]).mean())
 
 
-def recording_means(v):
-    """(recordings, classes) mean probability of each of a Validation's recordings (clip_names order)."""
-    _, inverse = np.unique(v.units.groups, return_inverse=True)
-    sums = np.zeros((len(v.clip_names), v.probabilities.shape[1]))
-    np.add.at(sums, inverse, v.probabilities)
-    return sums / np.bincount(inverse, minlength=len(v.clip_names))[:, None]
-
-
 def advise(validations):
     """(verdict, why) from {kind name: Validation}: the kind whose verdicts per recording were the
     most accurate against the first kind's vote on the same recordings; a tie goes to the
@@ -138,11 +130,9 @@ class CategoryResult:
                 result[f"{kind.name}_warnings"] = self.warnings[kind.name]
         for name, v in self.fault_validations.items():
             target = result if name == kinds[0].name else result[name]
-            clip_names = v.clip_names
             target.update(val_fault_accuracy=round(v.fault_accuracy[0], 6), val_fault_clip_accuracy=round(
-                v.fault_accuracy[1], 6), n_val_fault_clips=len(clip_names), fault_names=list(v.kind.classes),
-                fault_verdicts={str(c): faults.verdict(p, v.kind.classes) for c, p in zip(
-                    clip_names, recording_means(v))})
+                v.fault_accuracy[1], 6), n_val_fault_clips=len(v.clip_names), fault_names=list(v.kind.classes),
+                fault_verdicts=faults.recording_verdicts(v))
         if self.faults_skipped:
             result["faults_skipped"] = self.faults_skipped
         result.update(warning=self.grouping.warning, grouping=self.grouping.name, n_subjects=self.grouping.n_subjects,
@@ -207,8 +197,8 @@ def stage_report(result, own, swap):
     try:
         path = os.path.realpath(path)      # through a link, the link stays
         text = pictures.category_page(result, own)
-        if os.path.isdir(path) or (os.path.exists(path) and not os.path.isfile(path)):
-            return f"{path} is a folder or another non-file" if os.path.isdir(path) else f"{path} is not a file"
+        if os.path.exists(path) and not os.path.isfile(path):
+            return f"{path} is {'a folder' if os.path.isdir(path) else 'not a regular file'}"
         with open(swap.temp(path), "w", encoding="utf-8") as f:
             f.write(text)
     except OSError as e:
@@ -217,17 +207,22 @@ def stage_report(result, own, swap):
     return None
 
 
-def fit_faults(ds, run, result, train_idx, val_idx, log):
-    """A fault model for each kind trained (faults.py), on the incorrect samples of the same
-    split that name a fault; [(model, Validation, FaultView, validation rows)] to write. Says
-    in one line why a category with faults gets none."""
+def fault_view(ds, result):
+    """The FaultView of ds, or None when it gets no fault model; a category with faults but too
+    few says why in one line (and in result.faults_skipped)."""
     why = faults.problem(ds)
     if why:
         result.faults_skipped = why
         reports.print_faults_skipped(ds, why)
-    if why is not None:
+    return faults.FaultView(ds, faults.fault_names(ds)) if why is None else None
+
+
+def fit_faults(ds, run, result, train_idx, val_idx, log):
+    """A fault model for each kind trained (faults.py), on the incorrect samples of the same
+    split that name a fault; [(model, Validation, FaultView, validation rows)] to write."""
+    view = fault_view(ds, result)
+    if view is None:
         return []
-    view = faults.FaultView(ds, faults.fault_names(ds))
     train_v, val_v = view.index(train_idx), view.index(val_idx)
     written = []
     for name in list(result.validations):
@@ -399,13 +394,9 @@ def cv_category(ds, run):
 def cv_faults(ds, run, result):
     """The which-fault table of --cv: each measured kind's fault model and its peers on the
     incorrect samples that name a fault, on the same folds (faults.cv_figures)."""
-    why = faults.problem(ds)
-    if why:
-        result.faults_skipped = why
-        reports.print_faults_skipped(ds, why)
-    if why is not None:
+    view = fault_view(ds, result)
+    if view is None:
         return
-    view = faults.FaultView(ds, faults.fault_names(ds))
     folds = [(view.index(train), view.index(test)) for train, test in result.folds]
     inner = CvResult(view, result.grouping, folds)
     for name in result.scores:
@@ -417,5 +408,5 @@ def cv_faults(ds, run, result):
             continue
         cross_validate_kind(kind, view, inner, run.settings)
         for model, scores in inner.scores[kind.name].items():
-            result.faults[model] = faults.cv_figures(scores, view, kind.base.frame_figures)
+            result.faults[model] = faults.cv_figures(scores, view, kind.frame_figures)
     reports.print_fault_table(ds, view, result.faults)

@@ -313,7 +313,7 @@ def compare(name, kind, record, fp32_path, int8_path, data_dir, runs, batch_size
     sessions = [session(fp32_path), session(int8_path)]
     proto = onnx.load(fp32_path)
     ds, val, note = load_samples(data_dir, record.get("category", name), fp32_path, proto)
-    if hasattr(kind, "base") and ds is not None:      # a fault model: the incorrect samples that name a fault
+    if kind.base is not None and ds is not None:      # a fault model: the incorrect samples that name a fault
         ds, val, note = fault_samples(ds, val, note, kind)
     figures, units, val_units = accuracy_figures(sessions, kind, ds, val)
     for key, path in (("fp32", fp32_path), ("int8", int8_path)):
@@ -348,7 +348,7 @@ def goals(kind, f, others):
         change = 100 * (q["accuracy_val"] - fp["accuracy_val"])
         rows.append(("validation accuracy within 1 point of FP32", change >= -1,
                      f"{'+' if change >= 0 else '-'}{deciding(abs(change), 1)} points"))
-    if hasattr(kind, "base") and f.get("n_val_clips"):
+    if kind.base is not None and f.get("n_val_clips"):
         agree = 100 * (1 - f["clips_changed"] / f["n_val_clips"])
         rows.append(("INT8 fault verdicts agree with FP32 on at least 99% of validation recordings", agree >= 99,
                      f"{deciding(agree, 99)}%"))

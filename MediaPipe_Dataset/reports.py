@@ -116,15 +116,14 @@ def print_fault_validation(view, v, settings):
           f"{100 * per_clip:.2f}% of {len(v.clip_names)} incorrect recordings get one of their faults")
     print_confusion(confusion_matrix(v.units.y, v.probabilities.argmax(1), labels=labels),
                     f"Confusion matrix by fault (per {v.kind.unit[:-1]}, true: its first fault)", names)
-    from MediaPipe_Dataset.pipeline import recording_means
-    from MediaPipe_Dataset.faults import verdict
+    from MediaPipe_Dataset.faults import recording_verdicts, verdict
     unit = v.kind.unit[:-1]
     for i in range(min(2, len(v.units))):
         where = view.files[v.units.keys[i]] if v.kind.unit == "frames" else \
             f"{v.units.groups[i]} at {v.units.times[i]:.1f} s"
         print(f"  {unit} {where}: {verdict(v.probabilities[i], names)}")
-    for name, p in list(zip(v.clip_names, recording_means(v)))[:3]:
-        print(f"  recording {name}: {verdict(p, names)}")
+    for name, said in list(recording_verdicts(v).items())[:3]:
+        print(f"  recording {name}: {said}")
 
 
 def print_fault_table(ds, view, figures):

@@ -406,14 +406,25 @@ class Dataset:
 
 
 # ----------------------------------------------------------------------------- recordings
+def group_sums(groups, probabilities):
+    """(names in np.unique(groups) order, (names, classes) sums of each group's rows, rows per group)."""
+    names, inverse = np.unique(groups, return_inverse=True)
+    sums = np.zeros((len(names), probabilities.shape[1]))
+    np.add.at(sums, inverse, probabilities)
+    return names, sums, np.bincount(inverse, minlength=len(names))
+
+
+def group_means(groups, probabilities):
+    """(names in np.unique(groups) order, each group's mean probability per class)."""
+    names, sums, counts = group_sums(groups, probabilities)
+    return names, sums / counts[:, None]
+
+
 def clip_verdicts(groups, probabilities):
     """One verdict per recording, in the order of np.unique(groups): the class with the highest
     mean probability over the clip's frames. One-hot rows (predictions or labels) make it a
     majority vote; a tie goes to class 0."""
-    names, inverse = np.unique(groups, return_inverse=True)
-    sums = np.zeros((len(names), probabilities.shape[1]))
-    np.add.at(sums, inverse, probabilities)
-    return sums.argmax(1)
+    return group_sums(groups, probabilities)[1].argmax(1)
 
 
 def clip_scores(groups, y, probabilities):

@@ -296,7 +296,7 @@ def find_models(models_dir, faults=False):
         except DataError:
             continue
         kind = registry.of_record(record)
-        if kind is not None and (faults or not hasattr(kind, "base")):
+        if kind is not None and (faults or kind.base is None):
             found[name] = (paths[".onnx"], kind, record)
     return found
 

@@ -416,15 +416,21 @@ def start_extraction(tmp_path, n):
     return process, first
 
 
-@needs_video
-def test_ctrl_c_stops_the_workers_and_leaves_no_partial_files(tmp_path):
+def interrupt_extraction(tmp_path, signum):
+    """Stop a 2-worker extraction of 5 videos with signum; it must end in one line, exit 130,
+    with both workers gone."""
     process, _ = start_extraction(tmp_path, 5)
     workers = workers_of(process.pid)
     assert len(workers) == 2
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130 and "Traceback" not in err and "Interrupted: " in err
     assert not [p for p in workers if os.path.exists(f"/proc/{p}") and b"spawn_main" in open(f"/proc/{p}/cmdline", "rb").read()]
+
+
+@needs_video
+def test_ctrl_c_stops_the_workers_and_leaves_no_partial_files(tmp_path):
+    interrupt_extraction(tmp_path, signal.SIGINT)
     names = os.listdir(tmp_path / "d" / "pose" / "correct pose")
     clips = {}
     for name in names:
@@ -558,13 +564,7 @@ def test_photos_share_one_mediapipe_pose_per_process(monkeypatch):
 
 @needs_video
 def test_sigterm_stops_the_workers_at_once(tmp_path):
-    process, _ = start_extraction(tmp_path, 5)
-    workers = workers_of(process.pid)
-    assert len(workers) == 2
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 130 and "Traceback" not in err and "Interrupted: " in err
-    assert not [p for p in workers if os.path.exists(f"/proc/{p}") and b"spawn_main" in open(f"/proc/{p}/cmdline", "rb").read()]
+    interrupt_extraction(tmp_path, signal.SIGTERM)
 
 
 @needs_video
