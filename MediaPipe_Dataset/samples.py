@@ -147,18 +147,27 @@ def parse_keypoints(raw, visibility=None, min_visibility=MIN_VISIBILITY):
 RECORDING_FIELDS = ("clip", "source", "subject", "fault")   # what a sample says besides its pose and time
 
 
-def load_sample(path, folder_label, min_visibility=MIN_VISIBILITY):
-    """One JSON file -> (keypoints, {field: its value or None} for RECORDING_FIELDS and the
-    timestamp, warning or None). Raises ValueError."""
+def read_json(path):
+    """The parsed JSON of one sample or recording file. Raises ValueError with the reason."""
     try:
         with open(path, encoding="utf-8-sig") as f:      # -sig: a UTF-8 byte order mark is fine
-            data = json.load(f)
+            return json.load(f)
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"unreadable ({e.__class__.__name__})")
     except json.JSONDecodeError as e:
         raise ValueError(f"malformed JSON ({e.msg}, line {e.lineno})")
     except RecursionError:
         raise ValueError("malformed JSON (nested too deeply)")
+
+
+def load_sample(path, folder_label, min_visibility=MIN_VISIBILITY):
+    """One JSON file -> (keypoints, {field: its value or None} for RECORDING_FIELDS and the
+    timestamp, warning or None). Raises ValueError."""
+    return sample_from(read_json(path), folder_label, min_visibility)
+
+
+def sample_from(data, folder_label, min_visibility=MIN_VISIBILITY):
+    """load_sample of parsed JSON: a sample object, or a bare list of keypoints."""
     if isinstance(data, dict):
         raw = data.get("keypoints", data.get("landmarks"))
         if raw is None:
@@ -166,15 +175,25 @@ def load_sample(path, folder_label, min_visibility=MIN_VISIBILITY):
     else:
         raw, data = data, {}
     keypoints = parse_keypoints(raw, data.get("visibility"), min_visibility)
+    fields = shared_fields(data, folder_label)
+    fields["timestamp"] = timestamp_of(data.get("timestamp"))
+    return keypoints, fields, label_warning(data, folder_label)
+
+
+def shared_fields(data, folder_label):
+    """{field: value or None} of RECORDING_FIELDS in a sample (or a recording's shared fields)."""
     fields = {name: None if data.get(name) is None else str(data[name]) for name in ("clip", "source")}
     fields["subject"] = subject_of(data.get("subject"))
     fields["fault"] = faults_of(data.get("fault"), folder_label)
-    fields["timestamp"] = timestamp_of(data.get("timestamp"))
-    warning = None
+    return fields
+
+
+def label_warning(data, folder_label):
+    """The warning for a `label` field that contradicts the sample's folder, or None."""
     if "label" in data and label_index(data["label"]) != folder_label:
-        warning = (f"label {data['label']!r} contradicts its folder "
-                   f"({CLASS_NAMES[folder_label]}); using the folder's label {folder_label}")
-    return keypoints, fields, warning
+        return (f"label {data['label']!r} contradicts its folder "
+                f"({CLASS_NAMES[folder_label]}); using the folder's label {folder_label}")
+    return None
 
 
 def timestamp_of(value):
@@ -345,9 +364,10 @@ class Dataset:
     """
 
     def __init__(self, data_dir, category, min_visibility=MIN_VISIBILITY):
+        from MediaPipe_Dataset.recordings import load_rows, stack   # per-frame and recording files alike
         self.category, self.root = category, os.path.join(data_dir, category)
-        self.files, xs, ys, fields = [], [], [], []
         self.invalid, self.warnings, self.ignored = [], [], 0
+        chunks, labels = [], []
         for label in (0, 1):
             folder = class_dir(data_dir, category, label)
             if not os.path.isdir(folder):
@@ -358,26 +378,18 @@ class Dataset:
             names = [n for n in names if not os.path.basename(n).startswith("._")]
             for name in progress(names, desc=f"Loading {os.path.basename(folder)}", unit="file", leave=False):
                 path = os.path.join(folder, name)
-                try:
-                    keypoints, recorded, warning = load_sample(path, label, min_visibility)
-                except ValueError as e:
-                    self.invalid.append((path, str(e)))
-                    continue
-                if warning:
-                    self.warnings.append((path, warning))
-                self.files.append(os.path.relpath(path, self.root))
-                xs.append(keypoints)
-                ys.append(label)
-                fields.append(recorded)
-        self.X = np.array(xs, dtype=np.float32).reshape(-1, NUM_COORDS)
-        self.y = np.array(ys, dtype=np.int64)
+                rows = load_rows(path, os.path.relpath(path, self.root), label, min_visibility)
+                self.invalid += rows.invalid
+                self.warnings += rows.warnings
+                if rows.names:
+                    chunks.append(rows)
+                    labels.append(label)
+        self.X, self.y, self.timestamps, fields, self.files, self.groups = stack(chunks, labels)
         clips = [f["clip"] for f in fields]
         self.has_clips = any(c is not None for c in clips)
         self.subjects = [f["subject"] for f in fields]          # the person of each sample, or None
-        self.timestamps = np.array([np.nan if f["timestamp"] is None else f["timestamp"] for f in fields])
         self.has_subjects = any(s is not None for s in self.subjects)
         self.faults = [f["fault"] for f in fields]              # the fault names of each sample, () for none
-        self.groups = recording_groups(clips, self.y, self.files)
         self.recording_warnings = recording_warnings(self, clips, [f["source"] for f in fields])
 
     def count(self, label):
