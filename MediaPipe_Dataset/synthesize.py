@@ -371,16 +371,17 @@ def class_counts(category, samples=None):
     return n_correct, samples - n_correct
 
 
-def synthesize(category, seed, samples=None):
+def synthesize(category, seed, samples=None, frames_per_clip=FRAMES_PER_CLIP):
     """All samples of one category: a list of dicts in the sample format, with exact counts
-    (the bundled ones, or `samples` in the bundled proportions)."""
+    (the bundled ones, or `samples` in the bundled proportions); frames_per_clip, the (fewest,
+    most) frames each clip is made with (longer clips: benchmark_scale.py)."""
     rng = np.random.default_rng([seed, ["stance", "execution"].index(category)])
     need = dict(zip((1, 0), class_counts(category, samples)))
     samples, clip_no = [], 0
     while need[0] or need[1]:
         target = 1 if need[1] >= need[0] else 0       # keep both classes filling evenly
         clean, noisy, faults = make_clip(rng, category, target == 1,
-                                         int(rng.integers(*FRAMES_PER_CLIP, endpoint=True)))
+                                         int(rng.integers(*frames_per_clip, endpoint=True)))
         clip_no += 1
         start = round(clip_no * 10.0 + float(rng.uniform(0, 5)), 1)
         kept = 0
@@ -399,7 +400,7 @@ def synthesize(category, seed, samples=None):
                 "timestamp": round(start + k * FRAME_STEP_S, 3),
                 "clip": f"{category}-{clip_no:03d}",
                 **({"fault": faults[0] if len(faults) == 1 else faults} if label == 0 and faults else {}),
-                "_file": f"{category}_{clip_no:03d}_{k:02d}.json",
+                "_file": f"{category}_{clip_no:03d}_{k:0{max(2, len(str(frames_per_clip[1] - 1)))}d}.json",
             })
     return samples
 

@@ -1,0 +1,121 @@
+"""Recording files beside per-frame files: the same rows, the same figures, lossless conversion."""
+import json
+import os
+
+import numpy as np
+
+from conftest import ROOT, run_train
+from MediaPipe_Dataset import convert, samples, synthesize
+
+BUNDLED = os.path.join(ROOT, "MediaPipe_Dataset")
+
+
+def every_file(root):
+    """{relative path: parsed JSON} of every .json file under root."""
+    found = {}
+    for path, _, files in os.walk(root):
+        for name in files:
+            if name.endswith(".json"):
+                with open(os.path.join(path, name)) as f:
+                    found[os.path.relpath(os.path.join(path, name), root)] = json.load(f)
+    return found
+
+
+def same_rows(a, b):
+    assert np.array_equal(a.X, b.X, equal_nan=True)
+    assert (a.y == b.y).all() and list(a.groups) == list(b.groups)
+    assert np.array_equal(a.timestamps, b.timestamps, equal_nan=True)
+    assert a.subjects == b.subjects and a.faults == b.faults and a.recording_warnings == b.recording_warnings
+
+
+def test_the_bundled_dataset_round_trips_through_recording_files(tmp_path):
+    recordings, back = tmp_path / "recordings", tmp_path / "back"
+    convert.convert(BUNDLED, str(recordings), "recordings")
+    convert.convert(str(recordings), str(back), "frames")
+    original = {k: v for k, v in every_file(BUNDLED).items() if k.split(os.sep)[0] in ("stance", "execution")}
+    assert every_file(back) == original                        # every file, number and field
+    assert len(every_file(recordings)) < len(original) / 2     # one file per clip
+    for category in ("stance", "execution"):
+        same_rows(samples.Dataset(BUNDLED, category), samples.Dataset(str(recordings), category))
+
+
+def write_recording(path, frames, **shared):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({**shared, "frames": frames}, f)
+
+
+def test_a_bad_frame_is_skipped_with_its_file_and_index(tmp_path):
+    good = samples.Dataset(BUNDLED, "stance").X[0].tolist()
+    folder = samples.class_dir(str(tmp_path), "stance", 1)
+    frames = [{"keypoints": good, "timestamp": 0.0}, {"keypoints": good[:20], "timestamp": 0.2},
+              {"keypoints": ["x"] + good[1:], "timestamp": 0.4}, {"keypoints": good, "timestamp": "soon"},
+              {"keypoints": good, "timestamp": 0.8, "fault": "lean"}]
+    write_recording(os.path.join(folder, "rec.json"), frames, subject="p1")
+    write_recording(os.path.join(samples.class_dir(str(tmp_path), "stance", 0), "bad.json"),
+                    [{"keypoints": good}], subject=[1])
+    ds = samples.Dataset(str(tmp_path), "stance")
+    path = os.path.join(folder, "rec.json")
+    reasons = dict(ds.invalid)
+    assert reasons[f"{path}, frame 1"].startswith("wrong count: 20 numbers")
+    assert reasons[f"{path}, frame 2"].startswith("non-numeric value 'x' at position 0")
+    assert "not a number of seconds" in reasons[f"{path}, frame 3"]
+    assert "on a correct sample" in reasons[f"{path}, frame 4"]
+    assert "is not a person's id" in reasons[os.path.join(samples.class_dir(str(tmp_path), "stance", 0), "bad.json")]
+    assert ds.files == ["correct stance/rec.json#0"] and ds.subjects == ["p1"]
+    assert list(ds.groups) == ["rec"]                # a recording without a clip is named by its file
+
+
+def test_the_fast_check_agrees_with_the_per_frame_rules(tmp_path):
+    """Frames the numpy pass keeps are exactly what sample_from makes of them, with nulls,
+    low visibility and a degenerate or torso-less pose among them."""
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(60):
+        kp = rng.uniform(0.2, 0.8, 28).round(6).tolist()
+        if i % 5 == 1:
+            kp[4:8] = [None] * 4
+        if i % 7 == 2:
+            kp = [0.5] * 28
+        if i % 11 == 3:
+            for j in (2, 5, 8, 11):
+                kp[2 * j:2 * j + 2] = [None, None]
+        frame = {"keypoints": kp, "timestamp": i / 10}
+        if i % 3 == 0:
+            frame["visibility"] = rng.uniform(0, 1, 14).round(3).tolist()
+        frames.append(frame)
+    write_recording(os.path.join(samples.class_dir(str(tmp_path), "s", 1), "r.json"), frames, clip="r")
+    os.makedirs(samples.class_dir(str(tmp_path), "s", 0))
+    ds = samples.Dataset(str(tmp_path), "s")
+    expected, rejected = [], 0
+    for frame in frames:
+        try:
+            expected.append(samples.sample_from({"clip": "r", **frame}, 1)[0])
+        except ValueError:
+            rejected += 1
+    assert rejected and len(ds.invalid) == rejected
+    assert np.array_equal(ds.X, np.array(expected, np.float32), equal_nan=True)
+
+
+def figures(path):
+    """--json without what names files or times a run."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if not (k.endswith("seconds") or k in ("report", "suspect_labels"))}
+        return [strip(v) for v in value] if isinstance(value, list) else value
+    with open(path) as f:
+        return strip(json.load(f))
+
+
+def test_both_layouts_give_identical_figures(tmp_path):
+    frames_dir = tmp_path / "frames"
+    synthesize.write(synthesize.synthesize("stance", 0, 160, (8, 12)), str(frames_dir))
+    convert.convert(str(frames_dir), str(tmp_path / "recordings"), "recordings")
+    results = []
+    for layout in ("frames", "recordings"):
+        code, _, err = run_train("--data-dir", tmp_path / layout, "--models-dir", tmp_path / f"m_{layout}",
+                                 "--epochs", 4, "--json", tmp_path / f"{layout}.json")
+        assert code == 0, err
+        results.append(figures(tmp_path / f"{layout}.json"))
+    assert results[0]["stance"]["motion"] is not None          # both models were trained
+    assert results[0] == results[1]
