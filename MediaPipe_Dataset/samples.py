@@ -309,6 +309,25 @@ def recording_groups(clips, labels, files):
                      for c, y, f in zip(clips, labels, files)])
 
 
+def identical_across_classes(X, y):
+    """(how many distinct keypoint rows occur in both classes, and of the first such row (by
+    first occurrence) its first correct and first incorrect index), in one pass over the rows'
+    bytes (the float32 values sample_digest hashes)."""
+    rows = np.ascontiguousarray(X, dtype=np.float32).view(np.dtype((np.void, 4 * NUM_COORDS))).ravel()
+    _, inverse = np.unique(rows, return_inverse=True)
+    inverse = inverse.ravel()
+    firsts = []
+    for label in (0, 1):
+        first = np.full(inverse.max(initial=-1) + 1, len(y))
+        np.minimum.at(first, inverse[y == label], np.flatnonzero(y == label))
+        firsts.append(first)
+    both = np.flatnonzero((firsts[0] < len(y)) & (firsts[1] < len(y)))
+    if not len(both):
+        return 0, None, None
+    pick = both[np.argmin(np.minimum(firsts[0], firsts[1])[both])]
+    return len(both), int(firsts[1][pick]), int(firsts[0][pick])
+
+
 def recording_warnings(dataset, clips, sources):
     """Sentences about recordings that look like one recording in two places: a clip id in
     both classes, identical samples in both classes, and two clips of the same source
@@ -320,14 +339,9 @@ def recording_warnings(dataset, clips, sources):
         found.append(f"{len(both)} clip id(s) name recordings in both class folders ({', '.join(both[:3])}"
                      f"{', ...' if len(both) > 3 else ''}); each class folder's are kept apart as separate "
                      f"recordings; if they are one recording, its frames cannot all be right")
-    digests = [sample_digest(x) for x in dataset.X]
-    first = {}
-    for i, (d, y) in enumerate(zip(digests, dataset.y)):
-        first.setdefault(d, {}).setdefault(int(y), i)
-    same = [pair for pair in first.values() if len(pair) == 2]
+    same, a, b = identical_across_classes(dataset.X, dataset.y)
     if same:
-        a, b = same[0][1], same[0][0]
-        found.append(f"{len(same)} sample(s) appear in both classes with identical keypoints (e.g. "
+        found.append(f"{same} sample(s) appear in both classes with identical keypoints (e.g. "
                      f"{dataset.files[a]} and {dataset.files[b]}); one of their labels is wrong")
     people = {}
     for group, subject in zip(dataset.groups, dataset.subjects):
