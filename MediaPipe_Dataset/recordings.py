@@ -26,7 +26,9 @@ FRAME_NAME_KEY = "file"          # a frame's own file name, kept by convert.py f
 
 
 def is_recording(data):
-    return isinstance(data, dict) and "frames" in data
+    """A recording file's JSON: an object with `frames` (and no keypoints of its own, so that a
+    per-frame sample with a `frames` field of its own stays a sample)."""
+    return isinstance(data, dict) and "frames" in data and "keypoints" not in data and "landmarks" not in data
 
 
 @dataclasses.dataclass

@@ -119,3 +119,16 @@ def test_both_layouts_give_identical_figures(tmp_path):
         results.append(figures(tmp_path / f"{layout}.json"))
     assert results[0]["stance"]["motion"] is not None          # both models were trained
     assert results[0] == results[1]
+
+
+def test_a_sample_with_a_frames_field_of_its_own_stays_a_sample(tmp_path):
+    good = samples.Dataset(BUNDLED, "stance").X[0].tolist()
+    folder = samples.class_dir(str(tmp_path), "stance", 1)
+    os.makedirs(folder)
+    os.makedirs(samples.class_dir(str(tmp_path), "stance", 0))
+    with open(os.path.join(folder, "one.json"), "w") as f:
+        json.dump({"keypoints": good, "frames": 30}, f)
+    write_recording(os.path.join(folder, "rec.json"), {"keypoints": good})
+    ds = samples.Dataset(str(tmp_path), "stance")
+    assert ds.files == ["correct stance/one.json"]
+    assert dict(ds.invalid) == {os.path.join(folder, "rec.json"): "`frames` is not a list of frames"}
