@@ -66,6 +66,8 @@ def load_rows(path, name, folder_label, min_visibility):
 
 
 def recording_rows(path, name, data, folder_label, min_visibility):
+    """Rows of a recording file's JSON: fast_frames for the plain frames, sample_from (with the
+    shared fields) for the rest; a label warning is given once per recording."""
     frames = data["frames"]
     if not isinstance(frames, list):
         raise ValueError("`frames` is not a list of frames")
@@ -74,7 +76,7 @@ def recording_rows(path, name, data, folder_label, min_visibility):
     if fields["clip"] is None:
         fields["clip"] = os.path.splitext(name.split(os.sep, 1)[-1])[0].replace(os.sep, "/")
     X, timestamps, doubtful = fast_frames(frames, min_visibility)
-    rows, stamps, row_fields, index, invalid, warnings = [], [], [], [], [], {}
+    row_fields, invalid, warnings = [], [], {}
     warning = label_warning(shared, folder_label)
     if warning:
         warnings[warning] = None
