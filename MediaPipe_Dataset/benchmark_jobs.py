@@ -1,6 +1,12 @@
-"""Benchmark of `extract.py --jobs`: the same videos with --jobs 1 and with the default, in one run.
+"""Benchmark of `extract.py --jobs` (or `--scheduler`): the same videos with --jobs 1 and with
+the default, in one run.
 
     python MediaPipe_Dataset/benchmark_jobs.py ../shared/fixtures/pose2sim/cam01.mp4 --copies 4
+    python MediaPipe_Dataset/benchmark_jobs.py ../shared/fixtures/pose2sim/cam01.mp4 --copies 4 --cluster 2
+
+With --cluster N the other setting is `--scheduler` on a Dask LocalCluster of N single-threaded
+worker processes, started once before the first round (as a cluster's workers are running
+before extract.py is), and the peak memory is that of extract.py alone.
 
 Copies the video into a temporary folder, then runs extract.py on the copies (every frame,
 --fps 0) with --jobs 1 and with the default --jobs, alternating, --rounds times each. For each run
@@ -55,11 +61,12 @@ def is_worker(pid):
         return False
 
 
-def run_once(videos, out, jobs):
+def run_once(videos, out, jobs, scheduler=None):
     """(seconds, frames, peak MB of the whole run, peak MB of its largest worker or of the run
-    itself with one job) of one extract.py run."""
+    itself with one job) of one extract.py run; with scheduler, --scheduler instead of --jobs."""
     command = [sys.executable, EXTRACT, *videos, "--out", out, "--category", "bench", "--label", "correct",
-               "--fps", "0"] + ([] if jobs is None else ["--jobs", str(jobs)])
+               "--fps", "0"] + ([] if jobs is None else ["--jobs", str(jobs)]) + \
+        ([] if scheduler is None else ["--scheduler", scheduler])
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peaks, worker_peak, stop = [0], {}, threading.Event()
@@ -91,9 +98,23 @@ def main(argv=None):
     p.add_argument("video", help="a video to copy, e.g. ../shared/fixtures/pose2sim/cam01.mp4")
     p.add_argument("--copies", type=int, default=4, help="copies of the video to extract (default: 4)")
     p.add_argument("--rounds", type=int, default=1, help="runs of each setting, alternating (default: 1)")
+    p.add_argument("--cluster", type=int, metavar="N",
+                   help="compare --jobs 1 with --scheduler on a LocalCluster of N worker processes instead of "
+                        "with the default --jobs (needs dask.distributed)")
     args = p.parse_args(argv)
     if not os.path.isfile(args.video):
         p.error(f"{args.video}: no such file")
+    if args.cluster:
+        from distributed import LocalCluster
+        with LocalCluster(n_workers=args.cluster, threads_per_worker=1, processes=True, dashboard_address=None,
+                          silence_logs=50) as cluster:
+            return compare(args, cluster.scheduler_address)
+    return compare(args)
+
+
+def compare(args, scheduler=None):
+    """Run both settings args.rounds times, alternating, and print the figures."""
+    other = f"--scheduler (a cluster of {args.cluster} workers)" if scheduler else "the default --jobs"
     with tempfile.TemporaryDirectory() as tmp:
         videos = []
         for i in range(args.copies):
@@ -103,12 +124,17 @@ def main(argv=None):
         for r in range(args.rounds):
             for jobs in (1, None):
                 out = os.path.join(tmp, f"out_{jobs}_{r}")
-                figures[jobs].append(run_once(videos, out, jobs))
+                figures[jobs].append(run_once(videos, out, jobs, scheduler if jobs is None else None))
                 seconds, frames, peak, worker, last = figures[jobs][-1]
-                print(f"--jobs {jobs or 'default'}: {seconds:.2f} s, {frames / seconds:.1f} frames/s over the "
-                      f"whole run; peak memory {peak:.0f} MB in all, {worker:.0f} MB in its largest "
-                      f"{'process' if jobs == 1 else 'worker'}\n  extract.py: {last}")
+                print(f"{'--jobs 1' if jobs else other}: {seconds:.2f} s, {frames / seconds:.1f} frames/s over the "
+                      f"whole run; " + (f"peak memory {peak:.0f} MB in extract.py (the workers are the cluster's)"
+                                        if scheduler and not jobs else f"peak memory {peak:.0f} MB in all, "
+                      f"{worker:.0f} MB in its largest {'process' if jobs == 1 else 'worker'}") + f"\n  extract.py: {last}")
     one, default = (statistics.median(f[0] for f in figures[k]) for k in (1, None))
+    if scheduler:
+        print(f"Speed-up of {other} over --jobs 1: {one / default:.2f}x (median of {args.rounds} run(s) each: "
+              f"{one:.2f} s against {default:.2f} s)")
+        return
     n = int(figures[None][-1][4].split(" with ")[1].split()[0])
     peak, worker = max(f[2] for f in figures[None]), max(f[3] for f in figures[None])
     print(f"Speed-up of the default --jobs ({n}) over --jobs 1: {one / default:.2f}x (median of {args.rounds} "

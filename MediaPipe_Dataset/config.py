@@ -74,6 +74,10 @@ class WindowConfig:
     train_windows: int = 16            # training windows per recording per epoch, per window length it spans
     speed: tuple = (0.8, 1.25)         # speed change of a training window: its instants 0.8 to 1.25 x apart
     frame_drop_share: float = 0.2      # per-frame joint dropout at this share of --drop-joints, beside per window
+    # At most this many training windows per epoch, shared among the recordings by the windows
+    # each would get (README "Recording files"): it bounds the motion model's cost on a million
+    # frames. No real set we have comes near it (Pose Trainer's largest epoch is 1,077 windows).
+    max_epoch_windows: int = 16384
 
     @property
     def stride(self):

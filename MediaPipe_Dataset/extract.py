@@ -3,31 +3,33 @@
     python MediaPipe_Dataset/extract.py squat_good.mp4 --out my_data --category squat --label correct
     python MediaPipe_Dataset/extract.py videos/bad/ photos/ --out my_data --category squat --label incorrect
 
-Writes my_data/<category>/<label> <category>/<clip>_<frame>.json, one file per frame (or
-image) in which a person is found (and can be placed: a shoulder or a hip seen), holding MediaPipe's 33 landmarks as [x, y, z,
-visibility] rows plus label, category, timestamp (seconds into the video), clip, source
-and frame index. A video's clip id is its file name plus a digest of its content, so
-re-extracting the same file gives the same ids and replaces its samples (the new ones are
-written first, then swapped in); each image is a clip of its own. Needs the video extra:
-`pip install -r requirements-video.txt`.
+Writes my_data/<category>/<label> <category>/<clip>.json, one recording file per video
+(recordings.py's format: the shared fields at the top, a `frames` list in time order), or
+with --frames one file per frame, <clip>_<frame>.json; a photo is always one file,
+<clip>_000000.json. A frame is kept when a person is found in it (and can be placed: a
+shoulder or a hip seen), with MediaPipe's 33 landmarks as [x, y, z, visibility] rows, its
+timestamp (seconds into the video) and frame index; label, category, clip, source (and
+subject, fault) are shared. A video's clip id is its file name plus a digest of its content,
+so re-extracting the same file gives the same ids and replaces its samples, in either layout
+(the new ones are written first, then swapped in; writing.py); each image is a clip of its
+own. --jobs N uses the cores of this machine, --scheduler ADDRESS a Dask cluster (cluster.py).
+Needs the video extra: `pip install -r requirements-video.txt`.
 """
 import argparse
 import hashlib
 import importlib.util
-import json
 import math
 import os
 import re
-import shutil
 import signal
 import sys
-import tempfile
 import time
 
 if __package__ in (None, ""):      # run as a script: make MediaPipe_Dataset importable as a package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The sample contract (numpy only: no torch here): a sample extract.py writes is one train.py accepts.
 from MediaPipe_Dataset import outputs, store  # noqa: E402
+from MediaPipe_Dataset.writing import WriteError, read_sources, remove_from_other_class, write_samples  # noqa: E402
 from MediaPipe_Dataset.workers import Workers  # noqa: E402
 from MediaPipe_Dataset.samples import CLASS_NAMES, class_dir, parse_keypoints  # noqa: E402
 
@@ -196,64 +198,6 @@ def image_pose(pose_module, confidence):
     return IMAGE_POSES[confidence]
 
 
-def read_sources(folder):
-    """{sample file name: its source path} of the samples already in folder, read once per run
-    (a file that is not one of ours maps to None and is never touched)."""
-    sources = {}
-    for name in os.listdir(folder):
-        if name.endswith(".json") and not name.startswith("."):
-            try:
-                with open(os.path.join(folder, name)) as f:
-                    sources[name] = json.load(f).get("source")
-            except (OSError, ValueError, AttributeError, RecursionError):
-                sources[name] = None
-    return sources
-
-
-def samples_of(sources, source, clips):
-    """The sample files in a read_sources index that come from `source` (an absolute path) or
-    belong to one of `clips` (the file was edited since)."""
-    return [n for n, src in sources.items() if src == source or n.rsplit("_", 1)[0] in clips]
-
-
-def write_samples(folder, source, samples, args, sources):
-    """Write one source's samples, then swap them in for that source's earlier ones (the same
-    clip id, or the same source path if the file was edited since). They go to a hidden
-    temporary folder first, so a failure leaves the earlier samples as they were. `sources`
-    (read_sources) is kept up to date."""
-    source = os.path.abspath(source)
-    try:
-        staging = tempfile.mkdtemp(prefix=".extract-", dir=folder)
-    except OSError as e:
-        raise InputError(f"{folder}: cannot write samples there ({e.strerror or e.__class__.__name__})")
-    try:
-        names = set()
-        for clip, index, seconds, marks in samples:
-            name = f"{clip}_{index:06d}.json"
-            sample = {"keypoints": marks, "label": LABELS[args.label], "category": args.category,
-                      "timestamp": seconds, "clip": clip, "source": source, "frame": index}
-            if args.subject is not None:
-                sample["subject"] = args.subject
-            if args.fault:
-                sample["fault"] = args.fault[0] if len(args.fault) == 1 else args.fault
-            with open(os.path.join(staging, name), "w") as f:
-                json.dump(sample, f)
-            names.add(name)
-        clips = {s[0] for s in samples}
-        earlier = set(samples_of(sources, source, clips))
-        for name in earlier - names:
-            os.remove(os.path.join(folder, name))
-            del sources[name]
-        for name in names:
-            os.replace(os.path.join(staging, name), os.path.join(folder, name))
-            sources[name] = source
-    except OSError as e:
-        raise InputError(f"{folder}: cannot write samples there ({e.strerror or e.__class__.__name__})")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return len(names)
-
-
 # ----------------------------------------------------------------------------- main
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Extract MediaPipe Pose landmarks from videos and images into "
@@ -279,7 +223,16 @@ def parse_args(argv=None):
                    help="worker processes, each with its own MediaPipe, each taking whole videos (images in "
                         "batches); 1 extracts in this process (default: every core this process may use, at most "
                         "one per video or batch)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="send one task per input to the Dask distributed scheduler at ADDRESS (e.g. "
+                        "tcp://10.0.0.5:8786), whose workers each load MediaPipe once; the files are written here, "
+                        "in input order, as with --jobs 1 (default: extract on this machine)")
+    p.add_argument("--frames", action="store_true",
+                   help="write one file per video frame, <clip>_<frame>.json, the layout before recording files "
+                        "(default: one recording file per video, <clip>.json; a photo is always one file)")
     args = p.parse_args(argv)
+    if args.scheduler is not None and args.jobs is not None:
+        p.error("--jobs and --scheduler exclude each other: with --scheduler, the cluster's workers do the work")
     if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
         p.error(f"--jobs must be between 1 and {MAX_JOBS}")
     if args.fault and (args.label != "incorrect" or not all(f.strip() for f in args.fault)):
@@ -322,20 +275,6 @@ def extract_one(path, cv2, pose_module, args, progress):
     return samples, sampled, hidden, kind, time.perf_counter() - start, cut
 
 
-def remove_from_other_class(folder, sources, source, clips):
-    """Remove the samples of `source` (or of its clips) from the other class's folder: a
-    video re-extracted with the other --label moves there. How many went."""
-    names = samples_of(sources, os.path.abspath(source), clips)
-    try:
-        for name in names:
-            os.remove(os.path.join(folder, name))
-            del sources[name]
-    except OSError as e:
-        raise InputError(f"{folder}: cannot remove the earlier samples of {source} there "
-                         f"({e.strerror or e.__class__.__name__})")
-    return len(names)
-
-
 def report(path, kind, n, sampled, hidden, clip, elapsed, moved, other):
     if kind == "video":
         print(f"{path}: {n} samples from {sampled} sampled frames ({sampled - n - hidden} without a "
@@ -344,7 +283,7 @@ def report(path, kind, n, sampled, hidden, clip, elapsed, moved, other):
     else:
         print(f"{path}: 1 sample; clip {clip}")
     if moved:
-        print(f"{path}: removed its {moved} earlier sample(s) from {other} (extracted before with the other --label)")
+        print(f"{path}: removed its {moved} earlier sample file(s) from {other} (extracted before with the other --label)")
 
 
 # ----------------------------------------------------------------------------- workers
@@ -365,6 +304,33 @@ def make_tasks(inputs, jobs):
     return sorted(videos + [images[k:k + size] for k in range(0, len(images), size)], key=lambda t: t[0][0])
 
 
+def outcome(path, mediapipe, args, progress):
+    """("ok", extract_one's result) or ("error", one sentence) of one input; mediapipe is
+    load_mediapipe()'s (cv2, pose module), or the InputError it raised."""
+    try:
+        if isinstance(mediapipe, InputError):
+            raise mediapipe
+        return "ok", extract_one(path, *mediapipe, args, progress)
+    except InputError as e:
+        return "error", str(e)
+    except Exception as e:         # MediaPipe or OpenCV failing on one input: name it, go on
+        return "error", f"{path}: extraction failed ({e.__class__.__name__}: {e})"
+
+
+def no_progress(**kw):
+    """A progress bar that shows nothing (a worker on another machine has no terminal of ours)."""
+    from tqdm import tqdm
+    return tqdm(disable=True, **kw)
+
+
+def loaded_mediapipe():
+    """load_mediapipe()'s (cv2, pose module), or the InputError it raised (for outcome)."""
+    try:
+        return load_mediapipe()
+    except InputError as e:
+        return e
+
+
 def worker(slot, conn, args):
     """A worker process: its own MediaPipe, tasks from its own pipe until None; sends
     (index, outcome) after each input. A pipe per worker, and no shared queue: a worker killed
@@ -372,31 +338,17 @@ def worker(slot, conn, args):
     signal.signal(signal.SIGINT, signal.SIG_IGN)       # the main process stops the workers
     from tqdm import tqdm
     progress = lambda **kw: tqdm(disable=None, file=sys.stderr, leave=False, position=slot, **kw)
-    try:
-        cv2, pose_module = load_mediapipe()
-    except InputError as e:
-        cv2 = pose_module = e
+    mediapipe = loaded_mediapipe()
     for task in iter(conn.recv, None):
         for index, path in task:
-            try:
-                if isinstance(cv2, InputError):
-                    raise cv2
-                outcome = ("ok", extract_one(path, cv2, pose_module, args, progress))
-            except InputError as e:
-                outcome = ("error", str(e))
-            except Exception as e:         # MediaPipe or OpenCV failing on one input: name it, go on
-                outcome = ("error", f"{path}: extraction failed ({e.__class__.__name__}: {e})")
-            conn.send((index, outcome))
+            conn.send((index, outcome(path, mediapipe, args, progress)))
 
 
 def serial_outcomes(inputs, args, progress):
     """(path, outcome) of each input in order, in this process: --jobs 1."""
-    cv2, pose_module = load_mediapipe()
+    mediapipe = load_mediapipe()
     for path in inputs:
-        try:
-            yield path, ("ok", extract_one(path, cv2, pose_module, args, progress))
-        except InputError as e:
-            yield path, ("error", str(e))
+        yield path, outcome(path, mediapipe, args, progress)
 
 
 def parallel_outcomes(inputs, args, jobs):
@@ -414,6 +366,34 @@ def parallel_outcomes(inputs, args, jobs):
                 workers.wait()
     finally:
         workers.stop()
+
+
+def chosen_outcomes(inputs, args):
+    """(what does the work, for the summary line; the (path, outcome) generator)."""
+    from tqdm import tqdm
+    progress = lambda **kw: tqdm(disable=None, file=sys.stderr, leave=False, **kw)
+    if args.scheduler is not None:
+        try:
+            from MediaPipe_Dataset import cluster
+        except ImportError as e:
+            raise InputError(f"--scheduler needs dask.distributed ({e.name} is not installed): {INSTALL_HINT}")
+        return f"the cluster at {args.scheduler}", as_input_errors(cluster.cluster_outcomes(inputs, args, progress),
+                                                                    cluster.ClusterError)
+    jobs = min(args.jobs, len(make_tasks(inputs, args.jobs)) or 1) if args.jobs else \
+        default_jobs(len(make_tasks(inputs, len(inputs) or 1)))
+    if jobs == 1:
+        return f"{jobs} job(s)", serial_outcomes(inputs, args, progress)
+    return f"{jobs} job(s)", parallel_outcomes(inputs, args, jobs)
+
+
+def as_input_errors(outcomes, errors):
+    """outcomes, with the exceptions `errors` raised as InputError (one sentence). Run as a
+    script, this module is __main__, not the MediaPipe_Dataset.extract that cluster.py imports,
+    so cluster.py cannot raise this module's InputError itself."""
+    try:
+        yield from outcomes
+    except errors as e:
+        raise InputError(str(e))
 
 
 def main(argv=None):
@@ -436,13 +416,11 @@ def main(argv=None):
     if skipped:
         print(f"Skipped {len(skipped)} file(s) in the folders given that are neither videos nor images: "
               f"{', '.join(skipped[:5])}{', ...' if len(skipped) > 5 else ''}")
-    jobs = min(args.jobs, len(make_tasks(inputs, args.jobs)) or 1) if args.jobs else \
-        default_jobs(len(make_tasks(inputs, len(inputs) or 1)))
-    if jobs == 1:
-        from tqdm import tqdm
-        outcomes = serial_outcomes(inputs, args, lambda **kw: tqdm(disable=None, file=sys.stderr, leave=False, **kw))
-    else:
-        outcomes = parallel_outcomes(inputs, args, jobs)
+    try:
+        jobs, outcomes = chosen_outcomes(inputs, args)
+    except InputError as e:
+        print(f"error: {e}; nothing extracted", file=sys.stderr)
+        return 1
     failed, cut, written, frames, seconds, path = [], [], {}, 0, 0.0, None
     try:
         for path, (status, result) in outcomes:
@@ -460,14 +438,17 @@ def main(argv=None):
             if result[5]:
                 print(f"error: {path}: {result[5]}; the samples of the frames read were written", file=sys.stderr)
                 cut.append(path)
+    except InputError as e:           # the cluster cannot be used (cluster.ClusterError)
+        print(f"error: {e}; {sum(written.values())} samples written", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         outcomes.close()
         print(f"\nInterrupted: {sum(written.values())} samples written before {path}; its own samples and "
               f"those of the inputs after it were not changed.", file=sys.stderr)
         return 130
     wall = time.perf_counter() - began
-    speed = (f" ({frames} frames in {wall:.1f} s: {frames / wall:.1f} frames/s over the whole run with {jobs} "
-             f"job(s), startup included; {frames / seconds:.1f} frames/s per job through MediaPipe)" if seconds else "")
+    speed = (f" ({frames} frames in {wall:.1f} s: {frames / wall:.1f} frames/s over the whole run with {jobs}, "
+             f"startup included; {frames / seconds:.1f} frames/s per job through MediaPipe)" if seconds else "")
     print(f"Wrote {sum(written.values())} samples to {folder}{speed}"
           + (f"; {len(failed)} input(s) failed" if failed else "")
           + (f"; {len(cut)} video(s) look cut short (named above)" if cut else ""))
@@ -478,8 +459,11 @@ def write_one(path, result, args, folder, sources, other, other_sources, written
     """Write one input's samples (swapped in for its earlier ones), move its samples out of the
     other class's folder, and report it; raises InputError when the folder cannot be written."""
     samples, sampled, hidden, kind, elapsed, _ = result
-    n = write_samples(folder, path, samples, args, sources)
-    moved = remove_from_other_class(other, other_sources, path, {samples[0][0]})
+    try:
+        n = write_samples(folder, path, samples, LABELS[args.label], args, sources, kind == "video" and not args.frames)
+        moved = remove_from_other_class(other, other_sources, path, {samples[0][0]})
+    except WriteError as e:
+        raise InputError(str(e))
     written[samples[0][0]] = n            # the same clip again replaces its samples
     report(path, kind, n, sampled, hidden, samples[0][0], elapsed, moved, other)
 

@@ -138,10 +138,14 @@ def verdict_windows(recs, window=WINDOW):
 def training_windows(recs, rng, window=WINDOW):
     """One epoch's windows: train_windows per window length each recording spans (at least a
     quarter of that for a recording shorter than a window, whose windows all start at its
-    beginning), at random offsets and speeds. (W, T, 28) and their labels (W,)."""
+    beginning), at random offsets and speeds; scaled down, at least one per recording, when
+    that is more than max_epoch_windows. (W, T, 28) and their labels (W,)."""
+    counts = np.array([max(window.train_windows // 4, math.ceil(window.train_windows * r.instants(window.fps) / window.frames))
+                       for r in recs], dtype=int)
+    if counts.sum() > window.max_epoch_windows:
+        counts = np.maximum(1, np.floor(counts * window.max_epoch_windows / counts.sum()).astype(int))
     windows, labels = [], []
-    for rec in recs:
-        n = max(window.train_windows // 4, math.ceil(window.train_windows * rec.instants(window.fps) / window.frames))
+    for rec, n in zip(recs, counts):
         speed = rng.uniform(*window.speed, n)
         span = (window.frames - 1) * speed / window.fps
         starts = rng.uniform(0, 1, n) * np.maximum(rec.times[-1] - span, 0)

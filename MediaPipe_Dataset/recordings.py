@@ -13,6 +13,7 @@ class folder. Frames that hold only keypoints (28 numbers), a timestamp and a vi
 are checked in one numpy pass; the others, and any a fast check doubts, one by one.
 """
 import dataclasses
+import itertools
 import os
 
 import numpy as np
@@ -119,13 +120,17 @@ def fast_frames(frames, min_visibility):
     keypoints, stamps, seen = [], [], []
     for i, f in enumerate(frames):
         k, v, t = (f.get("keypoints"), f.get("visibility"), f.get("timestamp")) if plain[i] else (None, None, None)
-        if not (plain[i] and type(k) is list and len(k) == NUM_COORDS and set(map(type, k)) <= NUMBERS
-                and type(t) in NUMBERS and (v is None or type(v) is list and len(v) == NUM_POINTS
-                                            and set(map(type, v)) <= NUMBERS)):
+        if not (plain[i] and type(k) is list and len(k) == NUM_COORDS and type(t) in NUMBERS
+                and (v is None or type(v) is list and len(v) == NUM_POINTS)):
             plain[i], k, v, t = False, None, None, None
         keypoints.append(k or [None] * NUM_COORDS)
         seen.append(v or [None] * NUM_POINTS)
         stamps.append(t)
+    for lists in (keypoints, seen):       # every value a number or null: one check for all frames,
+        if not set(map(type, itertools.chain.from_iterable(lists))) <= NUMBERS:   # else frame by frame
+            for i, values in enumerate(lists):
+                if not set(map(type, values)) <= NUMBERS:
+                    plain[i], keypoints[i], seen[i], stamps[i] = False, [None] * NUM_COORDS, [None] * NUM_POINTS, None
     try:
         X = np.array(keypoints, dtype=np.float64).reshape(n, NUM_COORDS)
         visibility = np.array(seen, dtype=np.float64).reshape(n, NUM_POINTS)

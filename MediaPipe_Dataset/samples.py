@@ -344,7 +344,7 @@ def recording_warnings(dataset, clips, sources):
         found.append(f"{same} sample(s) appear in both classes with identical keypoints (e.g. "
                      f"{dataset.files[a]} and {dataset.files[b]}); one of their labels is wrong")
     people = {}
-    for group, subject in zip(dataset.groups, dataset.subjects):
+    for group, subject in set(zip(dataset.groups, dataset.subjects)):     # once per recording and person
         people.setdefault(group, set()).add(subject)
     partial = sorted(g for g, s in people.items() if None in s and len(s) > 1)
     several = sorted(g for g, s in people.items() if len(s - {None}) > 1)
@@ -356,7 +356,7 @@ def recording_warnings(dataset, clips, sources):
         found.append(f"{len(several)} recording(s) name several subjects ({several[0]}: {', '.join(names[:3])}); "
                      f"to keep each recording whole, their people are kept together in splits")
     content = {}
-    for group, clip, source in zip(dataset.groups, clips, sources):
+    for group, clip, source in set(zip(dataset.groups, clips, sources)):    # once per recording
         digest = re.search(r"-([0-9a-f]{10})$", clip or "")
         for key in ([f"source {source}"] if source else []) + ([f"content {digest.group(1)}"] if digest else []):
             content.setdefault(key, set()).add(group)

@@ -18,6 +18,11 @@ SUSPECT_NEIGHBOURS = 5
 # labellings with the recordings' labels shuffled score as well as the real one: the
 # neighbours do no better than a typical labelling by chance (README "Pictures").
 PERMUTATIONS = 199
+# The neighbours of a fold are looked for among at most this many of its training rows, spread
+# evenly over them (rows are in recording and time order, so every recording keeps its share):
+# the search costs folds x rows x reference rows, hours at a million frames. Measured on 100,000
+# synthetic frames (README "Recording files"): the same suspect recordings with and without.
+SUSPECT_MAX_REFERENCE = 50_000
 ALPHA = 0.5
 
 
@@ -104,6 +109,8 @@ def find_suspects(ds, index, seed, normalize, below=None):
     for train, test in splitter.split(ds.X[index], y, groups):
         if len(set(y[train])) < 2:
             continue
+        if len(train) > SUSPECT_MAX_REFERENCE:
+            train = train[np.linspace(0, len(train) - 1, SUSPECT_MAX_REFERENCE).round().astype(int)]
         k = min(SUSPECT_NEIGHBOURS, len(train))
         fitted = clone(knn).set_params(kneighborsclassifier__n_neighbors=k - (k % 2 == 0))    # odd: no ties
         fitted.fit(ds.X[index[train]], y[train])

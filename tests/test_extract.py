@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT, readme_snippet, run_main
 import train
-from MediaPipe_Dataset import motion, samples  # noqa: E402
+from MediaPipe_Dataset import motion, recordings, samples, writing  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "MediaPipe_Dataset"))
 import extract  # noqa: E402
@@ -43,7 +43,18 @@ def run(*argv):
 
 
 def samples_in(folder):
-    return {name: json.load(open(os.path.join(folder, name))) for name in sorted(os.listdir(folder))}
+    """{per-frame file name: sample} of folder in either layout: a recording file's frames as the
+    per-frame samples --frames would write (`<clip>_<frame>.json`, the shared fields merged in)."""
+    found = {}
+    for name in sorted(os.listdir(folder)):
+        data = json.load(open(os.path.join(folder, name)))
+        if "frames" not in data:
+            found[name] = data
+            continue
+        fields = {k: v for k, v in data.items() if k != "frames"}
+        for frame in data["frames"]:
+            found[f"{data['clip']}_{frame['frame']:06d}.json"] = {**fields, **frame}
+    return dict(sorted(found.items()))
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +77,7 @@ def test_the_clip_and_the_photo_are_extracted_in_the_sample_format(extracted):
     assert code == 0 and code2 == 0, err + err2
     assert "30 samples from 30 sampled frames (0 without a person, 0 with the person too hidden" in out and "frames/s" in out
     video = samples_in(extracted["correct"])
-    assert len(video) == 30
+    assert len(video) == 30 and os.listdir(extracted["correct"]) == [f"{next(iter(video.values()))['clip']}.json"]
     clips = {s["clip"] for s in video.values()}
     assert len(clips) == 1 and clips.pop().startswith("clip_30f_360x640-")
     for i, (name, s) in enumerate(video.items()):
@@ -124,10 +135,10 @@ def test_a_failed_write_leaves_the_earlier_samples_as_they_were(tmp_path, monkey
 
     def failing_dump(obj, f, **kw):
         calls.append(1)
-        if len(calls) > 3:
+        if len(calls) > 3 or "frames" in obj:      # the recording file, or a frame file past the third
             raise OSError(28, "No space left on device")
         return real_dump(obj, f, **kw)
-    monkeypatch.setattr(extract.json, "dump", failing_dump)
+    monkeypatch.setattr(writing.json, "dump", failing_dump)
     code, _, err = run(CLIP, "--out", out, "--category", "pose", "--label", "correct", "--fps", "5")
     assert code == 1 and "cannot write samples there (No space left on device)" in err and "Traceback" not in err
     assert samples_in(folder) == before and not [n for n in os.listdir(folder) if n.startswith(".")]
@@ -150,6 +161,20 @@ def fixture_frames():
         if not ok:
             return frames
         frames.append(frame)
+
+
+@needs_video
+def test_frames_writes_one_file_per_frame_with_the_samples_of_the_recording_file(tmp_path, extracted):
+    code, out, err = run(CLIP, "--out", tmp_path / "d", "--category", "pose", "--label", "correct", "--fps", "0",
+                         "--frames")
+    folder = tmp_path / "d" / "pose" / "correct pose"
+    assert code == 0 and len(os.listdir(folder)) == 30, err
+    assert samples_in(folder) == samples_in(extracted["correct"])       # the same samples, number for number
+    first = json.load(open(folder / sorted(os.listdir(folder))[0]))
+    assert list(first)[:7] == ["keypoints", "label", "category", "timestamp", "clip", "source", "frame"]
+    code, _, err = run(CLIP, "--out", tmp_path / "d", "--category", "pose", "--label", "correct", "--fps", "0")
+    assert code == 0 and len(os.listdir(folder)) == 1, err          # the recording file replaced them
+    assert samples_in(folder) == samples_in(extracted["correct"])
 
 
 @needs_video
@@ -323,9 +348,13 @@ def test_re_extracting_with_the_other_label_moves_the_samples(tmp_path):
     args = ("--out", tmp_path / "d", "--category", "pose", "--fps", "10")
     assert run(CLIP, *args, "--label", "correct")[0] == 0
     code, out, _ = run(CLIP, *args, "--label", "incorrect")
-    assert code == 0 and "removed its 10 earlier sample(s)" in out
+    assert code == 0 and "removed its 1 earlier sample file(s)" in out
     assert os.listdir(tmp_path / "d" / "pose" / "correct pose") == []
-    assert len(os.listdir(tmp_path / "d" / "pose" / "incorrect pose")) == 10
+    assert len(samples_in(tmp_path / "d" / "pose" / "incorrect pose")) == 10
+    code, out, _ = run(CLIP, *args, "--label", "correct", "--frames")       # and back, one file per frame
+    assert code == 0 and "removed its 1 earlier sample file(s)" in out
+    assert os.listdir(tmp_path / "d" / "pose" / "incorrect pose") == []
+    assert len(os.listdir(tmp_path / "d" / "pose" / "correct pose")) == 10
 
 
 @pytest.mark.parametrize("bad", [["--fps", "nan"], ["--fps", "inf"], ["--category", "squat_int8"], ["--category", "squat_motion"]])
@@ -364,7 +393,7 @@ def test_jobs_1_and_jobs_2_write_byte_identical_samples(tmp_path, extracted):
         assert code == 0 and f"with {jobs} job(s)" in out, err
     folder = os.path.join("pose", "correct pose")
     one, two = sorted(os.listdir(tmp_path / "1" / folder)), sorted(os.listdir(tmp_path / "2" / folder))
-    assert one == two and len(one) == 30 * 4 + 1
+    assert one == two and len(one) == 4 + 1          # a recording file per video, the photo's file
     for name in one:
         assert (tmp_path / "1" / folder / name).read_bytes() == (tmp_path / "2" / folder / name).read_bytes(), name
 
@@ -378,7 +407,7 @@ def test_with_workers_a_bad_input_is_named_and_the_others_are_extracted(tmp_path
     assert code == 1 and "Traceback" not in err
     (line,) = [ln for ln in err.splitlines() if ln.startswith("error: ")]
     assert line.startswith(f"error: {corrupt}: ") and "1 input(s) failed" in out
-    assert len(os.listdir(tmp_path / "d" / "pose" / "correct pose")) == 10 + 1
+    assert len(samples_in(tmp_path / "d" / "pose" / "correct pose")) == 10 + 1
 
 
 def children(pid):
@@ -433,8 +462,8 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_partial_files(tmp_path):
     interrupt_extraction(tmp_path, signal.SIGINT)
     names = os.listdir(tmp_path / "d" / "pose" / "correct pose")
     clips = {}
-    for name in names:
-        clips[name.rsplit("_", 1)[0]] = clips.get(name.rsplit("_", 1)[0], 0) + 1
+    for s in samples_in(tmp_path / "d" / "pose" / "correct pose").values():
+        clips[s["clip"]] = clips.get(s["clip"], 0) + 1
     assert not [n for n in names if n.startswith(".")] and set(clips.values()) == {120}    # whole videos only
 
 
@@ -573,8 +602,10 @@ def test_fault_is_written_into_every_sample_and_the_statistics_count_it(tmp_path
                          "--fault", "hips too high", "--fault", "lean", "--fps", "5")
     written = samples_in(tmp_path / "d" / "pose" / "incorrect pose")
     assert code == 0 and written and all(s["fault"] == ["hips too high", "lean"] for s in written.values())
-    first = os.path.join(tmp_path / "d" / "pose" / "incorrect pose", sorted(written)[0])
-    assert samples.load_sample(first, 0)[1]["fault"] == ("hips too high", "lean")      # train.py reads it back
+    (name,) = os.listdir(tmp_path / "d" / "pose" / "incorrect pose")
+    rows = recordings.load_rows(str(tmp_path / "d" / "pose" / "incorrect pose" / name), name, 0, samples.MIN_VISIBILITY)
+    assert rows.invalid == [] and len(rows.fields) == len(written)
+    assert {f["fault"] for f in rows.fields} == {("hips too high", "lean")}      # train.py reads it back
 
 
 @pytest.mark.parametrize("flags", [["--label", "correct", "--fault", "lean"], ["--label", "incorrect", "--fault", " "]])
