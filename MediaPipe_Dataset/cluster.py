@@ -8,13 +8,14 @@ the middle of a video costs only that video: Dask gives a task whose worker died
 worker, up to its `distributed.scheduler.allowed-failures` (3 by default); past that, the video
 is named as an error and the others go on. Ctrl-C (or SIGTERM) cancels the tasks.
 
-Workers need the project importable (run them from a clone, with PYTHONPATH set to it) and
-the video extra installed, nothing else: the client sends them this package (distributed's
-UploadFile worker plugin puts it on their sys.path). See README "Extraction on several machines".
+Workers need the video extra installed and nothing else: the client sends them this package
+(distributed's UploadFile worker plugin puts it on their sys.path), and they open the videos
+by the paths extract.py was given. See README "Extraction on several machines".
 """
 import os
 import tempfile
 import threading
+import uuid
 import zipfile
 
 from distributed import Client, WorkerPlugin
@@ -89,8 +90,8 @@ def cluster_outcomes(inputs, args, progress):
     """(path, outcome) of each input in input order, each a task on the cluster at
     args.scheduler. Closing the generator (the run ends or is interrupted) cancels the tasks
     not yet done."""
-    client = connect(args.scheduler)
-    futures = [client.submit(run_task, path, args, key=f"extract-{i}-{path}", pure=False)
+    client, run = connect(args.scheduler), uuid.uuid4().hex[:8]     # two runs at once never share a key
+    futures = [client.submit(run_task, path, args, key=f"extract-{run}-{i}-{os.path.basename(path)}", pure=False)
                for i, path in enumerate(inputs)]
     try:
         with progress(total=len(inputs), desc=f"Inputs on {args.scheduler}", unit="input") as bar:
@@ -111,3 +112,5 @@ def result_of(path, future):
                          f"{e.allowed_failures + 1} worker(s) lost it, more than the scheduler's allowed-failures)")
     except FutureCancelledError:
         return "error", f"{path}: its task was cancelled on the scheduler"
+    except Exception as e:            # the task could not run there (e.g. a worker without the video extra)
+        return "error", f"{path}: its task failed on the cluster ({e.__class__.__name__}: {e})"

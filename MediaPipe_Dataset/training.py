@@ -23,11 +23,19 @@ def make_batches(n, batch_size, generator):
     return batches
 
 
+INFERENCE_ROWS = 4096     # inputs per forward pass when judging: the activations of a million at once take GBs
+
+
+def logits_of(model, x):
+    """model(x) for a tensor x, in passes of INFERENCE_ROWS inputs, without gradients."""
+    with torch.no_grad():
+        return torch.cat([model(part) for part in torch.split(x, INFERENCE_ROWS)]) if len(x) else model(x)
+
+
 def evaluate(model, x, y):
     """(loss, accuracy, predictions) of model on tensors x, y."""
     model.eval()
-    with torch.no_grad():
-        logits = model(x)
+    logits = logits_of(model, x)
     return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item(), logits.argmax(1)
 
 
@@ -144,8 +152,7 @@ def fit(build, epoch_inputs, training, augment=None, validation=None, log=None, 
 def probabilities(model, x, device="cpu"):
     """(N, 2) class probabilities of a model in eval mode for numpy inputs x ((N, 28) frames
     or (N, T, 28) windows)."""
-    with torch.no_grad():
-        logits = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device))
+    logits = logits_of(model, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device))
     return F.softmax(logits, dim=1).cpu().numpy()
 
 

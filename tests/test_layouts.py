@@ -132,3 +132,18 @@ def test_a_sample_with_a_frames_field_of_its_own_stays_a_sample(tmp_path):
     ds = samples.Dataset(str(tmp_path), "stance")
     assert ds.files == ["correct stance/one.json"]
     assert dict(ds.invalid) == {os.path.join(folder, "rec.json"): "`frames` is not a list of frames"}
+
+
+def test_cv_folds_in_worker_processes_give_the_figures_of_one_process(tmp_path, monkeypatch):
+    from MediaPipe_Dataset import pipeline
+    synthesize.write(synthesize.synthesize("stance", 0, 160, (8, 12)), str(tmp_path / "data"))
+    results = []
+    for least in (10 ** 9, 0):            # every dataset in this process, then every one in workers
+        monkeypatch.setattr(pipeline, "PARALLEL_MIN_SAMPLES", least)
+        out = tmp_path / f"cv_{least}.json"
+        code, _, err = run_train("--data-dir", tmp_path / "data", "--models-dir", tmp_path / "m", "--epochs", 2,
+                                 "--cv", 2, "--json", out)
+        assert code == 0, err
+        results.append(figures(out))
+    assert pipeline.fold_jobs(2, 10 ** 6) == min(2, len(os.sched_getaffinity(0)))
+    assert results[0] == results[1] and results[0]["stance"]["MotionClassifier"]["n_clips"] > 0

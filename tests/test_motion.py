@@ -64,6 +64,20 @@ def test_instants_take_the_nearest_frame_and_gaps_and_the_end_of_a_short_recordi
     assert windows.shape == (1, T, 28) and not np.isnan(windows[0, :7]).any() and np.isnan(windows[0, 7:]).all()
 
 
+def test_an_epoch_holds_at_most_max_epoch_windows_shared_by_length_and_one_per_recording_at_least():
+    groups = ["long"] * 600 + ["short"] * 20 + ["mid"] * 100
+    times = np.r_[np.arange(600), np.arange(20), np.arange(100)] / 10.0
+    recs = motion.recordings(fake_dataset(groups, times, y=[1] * 600 + [0] * 120))
+    free = motion.training_windows(recs, np.random.default_rng(0))[1]
+    assert len(free) == 600 + 20 + 100         # 16 per 1.6 s window length spanned, below the bound
+    capped = motion.WINDOW.__class__(max_epoch_windows=60)
+    x, y = motion.training_windows(recs, np.random.default_rng(0), capped)
+    assert len(x) == 59 and x.shape[1:] == (T, 28)
+    assert (y == 1).sum() == 600 * 60 // 720 and (y == 0).sum() == 20 * 60 // 720 + 100 * 60 // 720   # 50; 1 + 8
+    tiny = motion.training_windows(recs, np.random.default_rng(0), motion.WINDOW.__class__(max_epoch_windows=2))[1]
+    assert len(tiny) == 3                      # every recording keeps one window
+
+
 def test_verdict_windows_cover_the_recording_every_quarter_window_and_end_at_its_end():
     ds = fake_dataset(["r"] * 100, np.arange(100) / 30)            # 3.3 s: 34 instants at 10 per second
     (rec,) = motion.recordings(ds)
