@@ -21,7 +21,8 @@ PERMUTATIONS = 199
 # The neighbours of a fold are looked for among at most this many of its training rows, spread
 # evenly over them (rows are in recording and time order, so every recording keeps its share):
 # the search costs folds x rows x reference rows, hours at a million frames. Measured on 100,000
-# synthetic frames (README "Recording files"): the same suspect recordings with and without.
+# synthetic frames (README "Recording files"): 29 suspect recordings against the 32 found
+# without it (7,566 samples against 8,400), in 23.4 s against 32.9 s.
 SUSPECT_MAX_REFERENCE = 50_000
 ALPHA = 0.5
 
