@@ -87,7 +87,7 @@ def run_once(videos, out, jobs, scheduler=None):
     stop.set()
     sampler.join()
     if process.returncode != 0:
-        sys.exit(f"extract.py failed ({process.returncode}): {stderr.strip().splitlines()[-1:]}")
+        sys.exit(f"extract.py failed ({process.returncode}):\n" + "\n".join(stderr.strip().splitlines()[-5:]))
     frames = sum(int(line.split(" samples from ")[1].split()[0]) for line in stdout.splitlines()
                  if " samples from " in line)
     return seconds, frames, peaks[0] / 1024, max(worker_peak.values(), default=0) / 1024, stdout.splitlines()[-1]

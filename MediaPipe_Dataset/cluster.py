@@ -10,7 +10,9 @@ is named as an error and the others go on. Ctrl-C (or SIGTERM) cancels the tasks
 
 Workers need the video extra installed and nothing else: the client sends them this package
 (distributed's UploadFile worker plugin puts it on their sys.path), and they open the videos
-by the paths extract.py was given. See README "Extraction on several machines".
+by the paths extract.py was given. The scheduler needs only distributed: it unpickles every
+task it is sent, so each task is `on_worker`'s function, pickled by value, which imports this
+package only when it runs on a worker. See README "Extraction on several machines".
 """
 import os
 import tempfile
@@ -55,6 +57,16 @@ def run_task(path, args):
         return extract.outcome(path, loaded(), args, extract.no_progress)
 
 
+def on_worker():
+    """The function each task runs: run_task, reached by importing this package when the task
+    runs. cloudpickle pickles a nested function by value (its code, not a module reference) and
+    this one uses no global name, so the scheduler unpickles it without this package."""
+    def extract_one_input(path, args):
+        import importlib
+        return importlib.import_module("MediaPipe_Dataset.cluster").run_task(path, args)
+    return extract_one_input
+
+
 def connect(address):
     """A Client of the scheduler at address, with MediaPipeOnWorker on every worker and at
     least one worker joined; raises ClusterError."""
@@ -91,7 +103,8 @@ def cluster_outcomes(inputs, args, progress):
     args.scheduler. Closing the generator (the run ends or is interrupted) cancels the tasks
     not yet done."""
     client, run = connect(args.scheduler), uuid.uuid4().hex[:8]     # two runs at once never share a key
-    futures = [client.submit(run_task, path, args, key=f"extract-{run}-{i}-{os.path.basename(path)}", pure=False)
+    task = on_worker()
+    futures = [client.submit(task, path, args, key=f"extract-{run}-{i}-{os.path.basename(path)}", pure=False)
                for i, path in enumerate(inputs)]
     try:
         with progress(total=len(inputs), desc=f"Inputs on {args.scheduler}", unit="input") as bar:

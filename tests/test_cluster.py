@@ -2,6 +2,7 @@
 bytes as --jobs 1, a lost worker costs only the video it held, Ctrl-C cancels the tasks, and
 a scheduler that cannot be reached is one sentence."""
 import importlib.util
+import json
 import logging
 import os
 import signal
@@ -115,3 +116,27 @@ def test_jobs_and_scheduler_exclude_each_other(capsys):
         extract.parse_args([CLIP, "--out", "d", "--category", "pose", "--label", "correct", "--jobs", "2",
                             "--scheduler", "tcp://127.0.0.1:8786"])
     assert e.value.code == 2 and "--jobs and --scheduler exclude each other" in capsys.readouterr().err
+
+
+def test_the_readme_commands_need_this_package_on_the_client_only(tmp_path):
+    """`dask scheduler` and `dask worker` started, as the README says, outside the project and
+    without it on their path: the scheduler unpickles each task without this package, and the
+    workers get it from the client."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    started = []
+
+    def start(*command):
+        started.append(subprocess.Popen([sys.executable, "-m", "dask", *command], cwd=tmp_path, env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        start("scheduler", "--port", "0", "--no-dashboard", "--scheduler-file", "scheduler.json")
+        wait_until(lambda: (tmp_path / "scheduler.json").exists())
+        start("worker", "--scheduler-file", "scheduler.json", "--nworkers", "1", "--nthreads", "1", "--no-dashboard")
+        address = json.loads((tmp_path / "scheduler.json").read_text())["address"]
+        run = subprocess.run(extraction([CLIP], tmp_path / "d", "--scheduler", address), capture_output=True, text=True)
+    finally:
+        for process in started:
+            process.terminate()
+            process.wait(timeout=30)
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    assert os.listdir(tmp_path / "d" / "pose" / "correct pose") == [f"{extract.clip_id(CLIP)}.json"]
