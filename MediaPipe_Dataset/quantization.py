@@ -143,6 +143,7 @@ def session(path):
 
 
 def predict(sess, x):
+    """One run on x as it is: what latency and throughput time."""
     return sess.run(["probabilities"], {"input": x})[0]
 
 
@@ -250,7 +251,7 @@ def missing_point_check(sessions, paths, x):
     """FP32 and INT8 on the kind's parity inputs x (inputs with 1 to 4 points removed, gaps, and
     inputs with nothing to place): both must give finite probabilities summing to 1. Raises
     ModelError otherwise; returns how far INT8 is from FP32 on those inputs."""
-    probs = [predict(s, x) for s in sessions]
+    probs = [store.onnx_probabilities(s, x) for s in sessions]
     for path, p in zip(paths, probs):
         if not (np.isfinite(p).all() and np.allclose(p.sum(1), 1, atol=1e-4)):
             raise ModelError(f"{path}: gives probabilities that are not finite or do not sum to 1 "
@@ -269,7 +270,7 @@ def accuracy_figures(sessions, kind, ds, val):
     units = kind.units(kind.data(ds, np.arange(len(ds.y)))) if ds is not None else None
     if units is None or not len(units):
         return figures, None, None
-    probs = [predict(s, units.x) for s in sessions]
+    probs = [store.onnx_probabilities(s, units.x) for s in sessions]
     for key, p in zip(("fp32", "int8"), probs):
         figures[key]["accuracy_all"] = float((p.argmax(1) == units.y).mean())
     figures.update(agreement=float((probs[0].argmax(1) == probs[1].argmax(1)).mean()), n_all=len(units),
@@ -280,7 +281,7 @@ def accuracy_figures(sessions, kind, ds, val):
     val_units = kind.units(kind.data(ds, val))
     verdicts = []
     for key, sess in zip(("fp32", "int8"), sessions):
-        p = predict(sess, val_units.x)
+        p = store.onnx_probabilities(sess, val_units.x)
         figures[key]["accuracy_val"] = float((p.argmax(1) == val_units.y).mean())
         truth, verdict = clip_scores(val_units.groups, val_units.y, p)
         figures[key]["clip_accuracy_val"] = float((truth == verdict).mean())

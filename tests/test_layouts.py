@@ -147,3 +147,26 @@ def test_cv_folds_in_worker_processes_give_the_figures_of_one_process(tmp_path, 
         results.append(figures(out))
     assert pipeline.fold_jobs(2, 10 ** 6) == min(2, len(os.sched_getaffinity(0)))
     assert results[0] == results[1] and results[0]["stance"]["MotionClassifier"]["n_clips"] > 0
+
+
+def test_judging_in_passes_gives_the_outputs_of_one_pass(tmp_path, monkeypatch):
+    """PyTorch and ONNX Runtime judge a large input in passes of INFERENCE_ROWS (one pass
+    over a million frames' parity inputs held 5.5 GB); the outputs are those of one pass."""
+    import onnxruntime as ort
+    import torch
+    from MediaPipe_Dataset import store, training
+    from MediaPipe_Dataset.model import PoseClassifier
+    torch.manual_seed(0)
+    model = PoseClassifier().eval()
+    x = np.random.default_rng(0).normal(size=(50, 28)).astype(np.float32)
+    x[3, 4:8] = np.nan
+    path = str(tmp_path / "m.onnx")
+    store.export_onnx(model, path, {}, (28,))
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    whole = store.onnx_probabilities(session, x)
+    torch_whole = training.probabilities(model, x)
+    monkeypatch.setattr(training, "INFERENCE_ROWS", 7)
+    np.testing.assert_allclose(store.onnx_probabilities(session, x), whole, atol=1e-6)
+    np.testing.assert_allclose(training.probabilities(model, x), torch_whole, atol=1e-6)
+    assert store.onnx_probabilities(session, x[:0]).shape[0] == 0
+    assert store.onnx_parity(model, path, x) < 1e-5
