@@ -24,6 +24,10 @@ PERMUTATIONS = 199
 # synthetic frames (README "Recording files"): 29 suspect recordings against the 32 found
 # without it (7,566 samples against 8,400), in 23.4 s against 32.9 s.
 SUSPECT_MAX_REFERENCE = 50_000
+# And at most this many of a fold's rows are judged, spread evenly the same way: a recording is
+# judged by the mean over its judged frames, and only those are listed. At 100,000 frames no
+# fold reaches it; at a million, judging every row would take about 10x the 32 s it takes at 100K.
+SUSPECT_MAX_JUDGED = 50_000
 ALPHA = 0.5
 
 
@@ -89,6 +93,12 @@ def shuffled_share(folds, y, groups, real, seed):
     return (1 + sum(s is not None and s >= real for s in scores)) / (1 + PERMUTATIONS)
 
 
+def evenly(rows, most):
+    """rows, or `most` of them spread evenly (rows are in recording and time order, so every
+    recording keeps its share)."""
+    return rows if len(rows) <= most else rows[np.linspace(0, len(rows) - 1, most).round().astype(int)]
+
+
 def find_suspects(ds, index, seed, normalize, below=None):
     """Suspects among the samples `index` of ds. Out of fold: folds over them that keep
     recordings whole (StratifiedGroupKFold), KNeighbors on the normalized keypoints fitted on
@@ -106,12 +116,12 @@ def find_suspects(ds, index, seed, normalize, below=None):
     if per_class < 2:
         return Suspects(*none)
     splitter = StratifiedGroupKFold(n_splits=min(SUSPECT_FOLDS, per_class), shuffle=True, random_state=seed)
-    knn, folds = neighbours(normalize), []
+    knn, folds, dropped = neighbours(normalize), [], np.zeros(len(index), dtype=bool)
     for train, test in splitter.split(ds.X[index], y, groups):
         if len(set(y[train])) < 2:
             continue
-        if len(train) > SUSPECT_MAX_REFERENCE:
-            train = train[np.linspace(0, len(train) - 1, SUSPECT_MAX_REFERENCE).round().astype(int)]
+        train, kept = evenly(train, SUSPECT_MAX_REFERENCE), evenly(test, SUSPECT_MAX_JUDGED)
+        dropped[np.setdiff1d(test, kept)], test = True, kept
         k = min(SUSPECT_NEIGHBOURS, len(train))
         fitted = clone(knn).set_params(kneighborsclassifier__n_neighbors=k - (k % 2 == 0))    # odd: no ties
         fitted.fit(ds.X[index[train]], y[train])
@@ -120,12 +130,14 @@ def find_suspects(ds, index, seed, normalize, below=None):
     own = own_label(folds, y)
     balanced = balanced_accuracy(own, y)
     p = shuffled_share(folds, y, groups, balanced, seed) if balanced is not None else None
-    own[np.isnan(own)] = 1.0
+    own[np.isnan(own)] = 1.0          # rows of a fold that could not be judged (one class left)
     if p is not None and p > ALPHA:
         return Suspects(*none, balanced, p)
     names, inverse = np.unique(groups, return_inverse=True)
-    recording_own = np.bincount(inverse, own) / np.bincount(inverse)     # its recording's mean
-    order = np.lexsort((own, recording_own[inverse]))      # the most contradicted recording first
+    kept = np.flatnonzero(~dropped)
+    with np.errstate(invalid="ignore", divide="ignore"):        # its recording's mean over its judged rows
+        recording_own = np.bincount(inverse[kept], own[kept], len(names)) / np.bincount(inverse[kept], None, len(names))
+    order = kept[np.lexsort((own[kept], recording_own[inverse[kept]]))]    # the most contradicted recording first
     order = order[recording_own[inverse][order] <= below]
     return Suspects(index[order], own[order], balanced, p)
 

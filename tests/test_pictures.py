@@ -79,6 +79,17 @@ def test_suspect_labels_find_a_flipped_recording_and_nothing_else_on_clean_data(
     assert set(found) == set(np.flatnonzero(rows)) and (own <= suspects.SUSPECT_BELOW).all()
 
 
+def test_with_fewer_rows_judged_the_flipped_recording_is_still_found_by_its_judged_frames(tmp_path, monkeypatch):
+    data = build_dataset(tmp_path / "d", clips_per_class=8, frames=4)
+    ds = samples.Dataset(data, "stance")
+    rows = ds.groups == "stance-correct-2"
+    ds.y[rows] = 0
+    monkeypatch.setattr(suspects, "SUSPECT_MAX_JUDGED", 5)      # a fold's test rows hold 2 recordings: 8 frames
+    found, own = suspects.suspect_labels(ds, np.arange(len(ds.y)), 0, train.KeypointNormalizer())
+    assert 0 < len(found) < rows.sum() and set(found) <= set(np.flatnonzero(rows))
+    assert (own <= suspects.SUSPECT_BELOW).all()
+
+
 def test_no_report_writes_none_but_json_keeps_the_suspects(tmp_path):
     data = build_dataset(tmp_path / "d")
     code, out, _ = run_train("--data-dir", data, "--models-dir", tmp_path / "m", "--epochs", "1", "--no-report",
