@@ -369,28 +369,39 @@ PARALLEL_MIN_SAMPLES = 5000   # below, starting worker processes costs more than
                               # folds: 22 s in this process, 29 s with 2 workers)
 
 
-def fold_jobs(folds, samples):
-    """Worker processes for the folds: every core this process may use, at most one per fold;
+def fold_jobs(tasks, samples):
+    """Worker processes for the fits: every core this process may use, at most one per task;
     none (this process) for a small dataset."""
     if samples < PARALLEL_MIN_SAMPLES:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, folds))
+    return max(1, min(cores, tasks))
+
+
+def cv_tasks(models, folds, parallel):
+    """[(fold, {name: model})] to score: in this process one task per fold, all its models; in
+    workers one task per model and fold, our model's folds first, the longest (5 folds on 2
+    cores would otherwise leave one core idle for the last fold's whole time)."""
+    if not parallel:
+        return [(fold, models) for fold in range(folds)]
+    return [(fold, {name: model}) for name, model in models.items() for fold in range(folds)]
 
 
 def cross_validate_kind(kind, ds, result, settings):
-    """Every model of one kind on the result's folds, the folds in parallel on a large dataset
-    (joblib, a process per core; each fold's figures are the same in any process). A model that cannot be fitted
-    or used on a fold (a peer on too few samples) keeps the reason and is left out of the
-    later folds' figures."""
+    """Every model of one kind on the result's folds, the fits in parallel on a large dataset
+    (joblib, a process per core; each fit's figures are the same in any process). A model that
+    cannot be fitted or used on a fold (a peer on too few samples) keeps the reason and is left
+    out of the later folds' figures."""
     from joblib import Parallel, delayed
     models = kind.cv_models(settings)
     scores = result.scores[kind.name] = {name: Scores() for name in models}
-    tasks = (delayed(fold_scores)(kind, models, ds, train, test, settings.seed * 1000 + fold)
-             for fold, (train, test) in enumerate(result.folds))
-    parallel = Parallel(n_jobs=fold_jobs(len(result.folds), len(ds.y)), return_as="generator")
-    for fold, figures in enumerate(progress(parallel(tasks), total=len(result.folds),
-                                            desc=f"{ds.category} {kind.name} folds", unit="fold")):
+    jobs = fold_jobs(len(result.folds) * len(models), len(ds.y))
+    tasks = cv_tasks(models, len(result.folds), jobs > 1)
+    calls = (delayed(fold_scores)(kind, chosen, ds, *result.folds[fold], settings.seed * 1000 + fold)
+             for fold, chosen in tasks)
+    done = progress(Parallel(n_jobs=jobs, return_as="generator")(calls), total=len(tasks),
+                    desc=f"{ds.category} {kind.name} " + ("fits" if jobs > 1 else "folds"), unit="fit" if jobs > 1 else "fold")
+    for (fold, _), figures in zip(tasks, done):         # each model's folds in fold order
         for name, got in (figures or {}).items():
             if scores[name].error:
                 continue

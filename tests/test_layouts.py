@@ -146,6 +146,7 @@ def test_cv_folds_in_worker_processes_give_the_figures_of_one_process(tmp_path, 
         assert code == 0, err
         results.append(figures(out))
     assert pipeline.fold_jobs(2, 10 ** 6) == min(2, len(os.sched_getaffinity(0)))
+    assert pipeline.cv_tasks({"a": 1, "b": 2}, 2, True) == [(0, {"a": 1}), (1, {"a": 1}), (0, {"b": 2}), (1, {"b": 2})]
     assert results[0] == results[1] and results[0]["stance"]["MotionClassifier"]["n_clips"] > 0
 
 
