@@ -336,20 +336,21 @@ def cv_advice(result):
     return best[0].verdict, "; ".join(words)
 
 
-def score_fold(kind, model, data_train, data_test, seed):
-    """(Units, probabilities, voted, seconds, points removed, rows fitted on) of one model on a fold."""
+def score_fold(kind, model, data_train, data_test, seed, points_removed=True):
+    """(Units, probabilities, voted, seconds, points removed or None, rows fitted on) of one
+    model on a fold."""
     began = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")    # e.g. a coordinate never seen in this fold
         fitted = kind.cv_fit(model, data_train)
     units, probs, voted = kind.cv_predict(fitted, data_test)
     seconds = time.perf_counter() - began
-    removed = kind.robustness(fitted.predict, units, seed) if kind.frame_figures else None
+    removed = kind.robustness(fitted.predict, units, seed) if points_removed and kind.frame_figures else None
     rows = getattr(fitted, "n_fit_rows_", None)
     return units, probs, voted, seconds, removed, rows if rows is not None and rows < len(data_train) else None
 
 
-def fold_scores(kind, models, ds, train, test, seed):
+def fold_scores(kind, models, ds, train, test, seed, points_removed=True):
     """{model name: score_fold's figures, or why it could not be fitted or used} of every model
     on one fold, None for an empty test fold; one task of cross_validate_kind's workers."""
     torch.set_num_threads(1)          # as train.py: these models are tiny, and the folds share the cores
@@ -359,7 +360,7 @@ def fold_scores(kind, models, ds, train, test, seed):
     figures = {}
     for name, model in models.items():
         try:
-            figures[name] = score_fold(kind, model, data_train, data_test, seed)
+            figures[name] = score_fold(kind, model, data_train, data_test, seed, points_removed)
         except ValueError as e:    # e.g. KNeighbors with fewer training samples than neighbours
             figures[name] = str(e).splitlines()[0][:160]
     return figures
@@ -387,17 +388,18 @@ def cv_tasks(models, folds, parallel):
     return [(fold, {name: model}) for name, model in models.items() for fold in range(folds)]
 
 
-def cross_validate_kind(kind, ds, result, settings):
+def cross_validate_kind(kind, ds, result, settings, points_removed=True):
     """Every model of one kind on the result's folds, the fits in parallel on a large dataset
     (joblib, a process per core; each fit's figures are the same in any process). A model that
     cannot be fitted or used on a fold (a peer on too few samples) keeps the reason and is left
-    out of the later folds' figures."""
+    out of the later folds' figures. points_removed: whether the frame figures include the
+    accuracy with points removed."""
     from joblib import Parallel, delayed
     models = kind.cv_models(settings)
     scores = result.scores[kind.name] = {name: Scores() for name in models}
     jobs = fold_jobs(len(result.folds) * len(models), len(ds.y))
     tasks = cv_tasks(models, len(result.folds), jobs > 1)
-    calls = (delayed(fold_scores)(kind, chosen, ds, *result.folds[fold], settings.seed * 1000 + fold)
+    calls = (delayed(fold_scores)(kind, chosen, ds, *result.folds[fold], settings.seed * 1000 + fold, points_removed)
              for fold, chosen in tasks)
     done = progress(Parallel(n_jobs=jobs, return_as="generator")(calls), total=len(tasks),
                     desc=f"{ds.category} {kind.name} " + ("fits" if jobs > 1 else "folds"), unit="fit" if jobs > 1 else "fold")
@@ -449,7 +451,9 @@ def cv_faults(ds, run, result):
             result.faults_skipped = problem
             reports.print_faults_skipped(ds, problem, kind)
             continue
-        cross_validate_kind(kind, view, inner, run.settings)
+        # no points-removed figures: the table has none, and at 100,000 frames they cost the
+        # peers 46 s of each fold's 136 (SVC's 7-class predictions 32 s)
+        cross_validate_kind(kind, view, inner, run.settings, points_removed=False)
         for model, scores in inner.scores[kind.name].items():
             result.faults[model] = faults.cv_figures(scores, view, kind.frame_figures)
     reports.print_fault_table(ds, view, result.faults)
