@@ -121,7 +121,8 @@ def find_suspects(ds, index, seed, normalize, below=None):
         if len(set(y[train])) < 2:
             continue
         train, kept = evenly(train, SUSPECT_MAX_REFERENCE), evenly(test, SUSPECT_MAX_JUDGED)
-        dropped[np.setdiff1d(test, kept)], test = True, kept
+        dropped[np.setdiff1d(test, kept)] = True
+        test = kept
         k = min(SUSPECT_NEIGHBOURS, len(train))
         fitted = clone(knn).set_params(kneighborsclassifier__n_neighbors=k - (k % 2 == 0))    # odd: no ties
         fitted.fit(ds.X[index[train]], y[train])
