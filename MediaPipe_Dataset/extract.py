@@ -421,7 +421,7 @@ def main(argv=None):
     except InputError as e:
         print(f"error: {e}; nothing extracted", file=sys.stderr)
         return 1
-    failed, cut, written, frames, seconds, path = [], [], {}, 0, 0.0, None
+    failed, cut, written, frames, seconds = [], [], {}, 0, 0.0
     try:
         for path, (status, result) in outcomes:
             if status == "error":
@@ -443,8 +443,8 @@ def main(argv=None):
         return 1
     except KeyboardInterrupt:
         outcomes.close()
-        print(f"\nInterrupted: {sum(written.values())} samples written before {path}; its own samples and "
-              f"those of the inputs after it were not changed.", file=sys.stderr)
+        print(f"\nInterrupted: {sum(written.values())} samples of {len(written)} input(s) written, each whole; "
+              f"the samples of the other inputs were not changed.", file=sys.stderr)
         return 130
     wall = time.perf_counter() - began
     speed = (f" ({frames} frames in {wall:.1f} s: {frames / wall:.1f} frames/s over the whole run with {jobs}, "
@@ -459,12 +459,14 @@ def write_one(path, result, args, folder, sources, other, other_sources, written
     """Write one input's samples (swapped in for its earlier ones), move its samples out of the
     other class's folder, and report it; raises InputError when the folder cannot be written."""
     samples, sampled, hidden, kind, elapsed, _ = result
-    try:
-        n = write_samples(folder, path, samples, LABELS[args.label], args, sources, kind == "video" and not args.frames)
-        moved = remove_from_other_class(other, other_sources, path, {samples[0][0]})
-    except WriteError as e:
-        raise InputError(str(e))
-    written[samples[0][0]] = n            # the same clip again replaces its samples
+    with outputs.signals_held():          # Ctrl-C waits: no staging folder left, the input counted
+        try:
+            n = write_samples(folder, path, samples, LABELS[args.label], args, sources,
+                              kind == "video" and not args.frames)
+            moved = remove_from_other_class(other, other_sources, path, {samples[0][0]})
+        except WriteError as e:
+            raise InputError(str(e))
+        written[samples[0][0]] = n            # the same clip again replaces its samples
     report(path, kind, n, sampled, hidden, samples[0][0], elapsed, moved, other)
 
 

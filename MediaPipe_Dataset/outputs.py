@@ -1,6 +1,7 @@
 """Writing files so that a failure leaves nothing half-written, for train.py, quantize.py and
 extract.py: temporary files renamed into place, the leftovers of killed runs, a lock on the
-models folder, writable folders, the --json report and the exit code. Standard library only.
+models folder, writable folders, signals held while files are swapped in, the --json report and
+the exit code. Standard library only.
 """
 import contextlib
 import hashlib
@@ -183,6 +184,32 @@ def quiet_while_loading():
         raise SystemExit(130)
     signal.signal(signal.SIGINT, interrupted)
     signal.signal(signal.SIGTERM, interrupted)
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Ctrl-C and SIGTERM wait until the block is done, then arrive as they would have (the
+    handlers before the block are called). Python handlers run in the main thread whatever
+    thread the signal reached, so a handler that only notes the signal holds them all; outside
+    the main thread, where handlers cannot be set, nothing is held."""
+    caught = []
+    try:
+        before = {s: signal.signal(s, lambda number, frame: caught.append(number))
+                  for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+        if caught:
+            handler = before[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), caught[0])
 
 
 def terminate(signum, frame):

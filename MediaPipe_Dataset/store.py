@@ -9,14 +9,12 @@ configuration; the ONNX metadata the record's SHA-1. quantize.py adds <name>_int
 train.py one <category>_report.html per category. torch and onnx are imported where used,
 so that extract.py can take the reserved names from here without them.
 """
-import contextlib
 import errno
 import hashlib
 import json
 import math
 import os
 import shutil
-import signal
 import time
 import warnings
 
@@ -128,32 +126,6 @@ def onnx_parity(model, path, x):
     return float(np.abs(onnx_out - torch_out).max())
 
 
-@contextlib.contextmanager
-def signals_held():
-    """Ctrl-C and SIGTERM wait until the block is done, then arrive as they would have (the
-    handlers before the block are called). Python handlers run in the main thread whatever
-    thread the signal reached, so a handler that only notes the signal holds them all; outside
-    the main thread, where handlers cannot be set, nothing is held."""
-    caught = []
-    try:
-        before = {s: signal.signal(s, lambda number, frame: caught.append(number))
-                  for s in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        for number, handler in before.items():
-            signal.signal(number, handler)
-        if caught:
-            handler = before[caught[0]]
-            if callable(handler):
-                handler(caught[0], None)
-            elif handler == signal.SIG_DFL:
-                os.kill(os.getpid(), caught[0])
-
-
 class Swap:
     """The files of one training run of a category (every kind's model, the report), written
     to temporary files in models/ and renamed into place together by commit(): training
@@ -178,7 +150,7 @@ class Swap:
         """Rename every file into place, records last; a rename that fails (the disk, a folder
         in the way) raises DataError naming what was and was not replaced."""
         done = []
-        with signals_held():
+        with outputs.signals_held():
             for temp, target in sorted(self.pending, key=lambda pair: pair[1].endswith(".json")):
                 try:
                     os.replace(temp, target)

@@ -467,6 +467,28 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_partial_files(tmp_path):
     assert not [n for n in names if n.startswith(".")] and set(clips.values()) == {120}    # whole videos only
 
 
+def test_ctrl_c_while_an_input_is_written_waits_until_it_is_whole(tmp_path, monkeypatch):
+    """A Ctrl-C just after the staging folder is made (CI once left `.extract-*` there) is
+    held until the input's file is swapped in and counted, then stops the run."""
+    args = extract.parse_args([CLIP, "--out", str(tmp_path), "--category", "pose", "--label", "correct"])
+    folder = str(tmp_path / "correct pose")
+    os.makedirs(folder)
+    mkdtemp = writing.tempfile.mkdtemp
+
+    def interrupted_mkdtemp(**kwargs):
+        made = mkdtemp(**kwargs)
+        signal.raise_signal(signal.SIGINT)
+        return made
+    monkeypatch.setattr(writing.tempfile, "mkdtemp", interrupted_mkdtemp)
+    samples_ = [("clip", i, i / 10, [0.5] * 28) for i in range(3)]
+    written = {}
+    with pytest.raises(KeyboardInterrupt):
+        extract.write_one(CLIP, (samples_, 3, 0, "video", 1.0, None), args, folder, {}, str(tmp_path / "other"),
+                          {}, written)
+    assert os.listdir(folder) == ["clip.json"] and written == {"clip": 3}
+    assert len(json.load(open(os.path.join(folder, "clip.json")))["frames"]) == 3
+
+
 @needs_video
 def test_a_worker_that_dies_costs_only_the_video_it_held(tmp_path):
     process, first = start_extraction(tmp_path, 5)
