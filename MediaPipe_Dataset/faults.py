@@ -35,8 +35,15 @@ class FaultView:
         return np.flatnonzero(np.isin(self.rows, ds_index))
 
     def recording_allowed(self, names):
-        """(len(names), faults): every fault a frame of each recording names."""
-        return np.array([self.allowed[self.groups == n].any(0) for n in names]).reshape(-1, len(self.names))
+        """(len(names), faults): every fault a frame of each recording names (none for a name
+        that is not one of its recordings). One pass over the samples, not one per recording."""
+        names = np.asarray(names)
+        known, owner = np.unique(self.groups, return_inverse=True)
+        named = np.zeros((len(known) + 1, len(self.names)), dtype=int)     # the last row: an unknown name
+        np.add.at(named, owner, self.allowed)
+        at = np.searchsorted(known, names) if len(known) else np.zeros(len(names), dtype=int)
+        at[(at >= len(known)) | (known[np.minimum(at, len(known) - 1)] != names if len(known) else True)] = len(known)
+        return named[at] > 0
 
 
 def fault_names(ds):

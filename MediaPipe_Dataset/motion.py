@@ -76,10 +76,12 @@ def recordings(ds, index=None):
     np.unique of their groups; frames without a timestamp are left out."""
     index = np.arange(len(ds.y)) if index is None else np.asarray(index)
     index = index[np.isfinite(ds.timestamps[index])]
+    names, owner = np.unique(ds.groups[index], return_inverse=True)
+    # by recording, then by time, ties in index order (lexsort is stable): one sort, not a pass
+    # over all samples per recording (35,850 recordings of 100,000 frames took 32 s that way)
+    index = index[np.lexsort((ds.timestamps[index], owner))]
     found = []
-    for name in np.unique(ds.groups[index]):
-        rows = index[ds.groups[index] == name]
-        rows = rows[np.argsort(ds.timestamps[rows], kind="stable")]
+    for name, rows in zip(names, np.split(index, np.cumsum(np.bincount(owner, minlength=len(names)))[:-1])):
         times, first = np.unique(ds.timestamps[rows], return_index=True)   # first frame of each time
         with np.errstate(over="ignore"):            # a span past float range is inf: mostly gaps
             relative = times - times[0]

@@ -379,31 +379,58 @@ def fold_jobs(tasks, samples):
     return max(1, min(cores, tasks))
 
 
-def cv_tasks(models, folds, parallel):
-    """[(fold, {name: model})] to score: in this process one task per fold, all its models; in
-    workers one task per model and fold, our model's folds first, the longest (5 folds on 2
-    cores would otherwise leave one core idle for the last fold's whole time)."""
+@dataclasses.dataclass
+class CvPlan:
+    """One kind's models on the folds of one dataset (a category's, or its FaultView), scored
+    into result.scores[kind.name]; table: which printed table it belongs to."""
+    kind: Kind
+    ds: object
+    result: "CvResult"
+    table: str
+    points_removed: bool = True
+    models: dict = None
+
+
+def cv_tasks(plans, parallel):
+    """[(plan index, fold, {name: model})] to score. In this process: one task per fold of each
+    plan in turn, all its models. In workers: one task per model and fold, every plan's own
+    model (the first, the longest to fit) before any peer, so that the cores are not left with
+    one long fit at the end of a table (5 folds on 2 cores would leave one core idle for a whole
+    fit), and every model's folds in fold order."""
+    folds = lambda plan: range(len(plan.result.folds))
     if not parallel:
-        return [(fold, models) for fold in range(folds)]
-    return [(fold, {name: model}) for name, model in models.items() for fold in range(folds)]
+        return [(i, fold, plan.models) for i, plan in enumerate(plans) for fold in folds(plan)]
+    ours = [(i, fold, dict([next(iter(plan.models.items()))])) for i, plan in enumerate(plans) for fold in folds(plan)]
+    return ours + [(i, fold, {name: model}) for i, plan in enumerate(plans) for name, model in list(plan.models.items())[1:]
+                   for fold in folds(plan)]
 
 
-def cross_validate_kind(kind, ds, result, settings, points_removed=True):
-    """Every model of one kind on the result's folds, the fits in parallel on a large dataset
-    (joblib, a process per core; each fit's figures are the same in any process). A model that
-    cannot be fitted or used on a fold (a peer on too few samples) keeps the reason and is left
-    out of the later folds' figures. points_removed: whether the frame figures include the
-    accuracy with points removed."""
+def cross_validate(plans, settings, finished=None):
+    """Every model of every plan on its folds: the fits of all of them in one pool of worker
+    processes on a large dataset (joblib, a process per core; each fit's figures are the same in
+    any process), so that the frame table's fits and the which-fault table's keep both cores
+    busy to the end. A model that cannot be fitted or used on a fold (a peer on too few samples)
+    keeps the reason and is left out of the later folds' figures. finished(table) is called once
+    every fit of that table's plans is in, tables in the order of their first plan."""
     from joblib import Parallel, delayed
-    models = kind.cv_models(settings)
-    scores = result.scores[kind.name] = {name: Scores() for name in models}
-    jobs = fold_jobs(len(result.folds) * len(models), len(ds.y))
-    tasks = cv_tasks(models, len(result.folds), jobs > 1)
-    calls = (delayed(fold_scores)(kind, chosen, ds, *result.folds[fold], settings.seed * 1000 + fold, points_removed)
-             for fold, chosen in tasks)
+    if not plans:
+        return
+    for plan in plans:
+        plan.models = plan.kind.cv_models(settings)
+        plan.result.scores[plan.kind.name] = {name: Scores() for name in plan.models}
+    samples = max(len(plan.ds.y) for plan in plans)
+    jobs = fold_jobs(sum(len(plan.result.folds) * len(plan.models) for plan in plans), samples)
+    tasks = cv_tasks(plans, jobs > 1)
+    calls = (delayed(fold_scores)(plans[i].kind, chosen, plans[i].ds, *plans[i].result.folds[fold],
+                                  settings.seed * 1000 + fold, plans[i].points_removed) for i, fold, chosen in tasks)
     done = progress(Parallel(n_jobs=jobs, return_as="generator")(calls), total=len(tasks),
-                    desc=f"{ds.category} {kind.name} " + ("fits" if jobs > 1 else "folds"), unit="fit" if jobs > 1 else "fold")
-    for (fold, _), figures in zip(tasks, done):         # each model's folds in fold order
+                    desc=f"{plans[0].ds.category} " + ("fits" if jobs > 1 else "folds"),
+                    unit="fit" if jobs > 1 else "fold")
+    left = {}
+    for i, _, _ in tasks:
+        left[plans[i].table] = left.get(plans[i].table, 0) + 1
+    for (i, fold, _), figures in zip(tasks, done):
+        scores = plans[i].result.scores[plans[i].kind.name]
         for name, got in (figures or {}).items():
             if scores[name].error:
                 continue
@@ -411,16 +438,26 @@ def cross_validate_kind(kind, ds, result, settings, points_removed=True):
                 scores[name].error = f"fold {fold + 1}: {got}"
                 continue
             units, probs, voted, seconds, removed, rows = got
-            scores[name].add_fold(units, probs, voted, seconds, kind.frame_figures, removed, rows)
+            scores[name].add_fold(units, probs, voted, seconds, plans[i].kind.frame_figures, removed, rows)
+        left[plans[i].table] -= 1
+        if not left[plans[i].table] and finished:
+            finished(plans[i].table)
+
+
+def cross_validate_kind(kind, ds, result, settings, points_removed=True):
+    """Every model of one kind on the result's folds (cross_validate with one plan)."""
+    cross_validate([CvPlan(kind, ds, result, kind.name, points_removed)], settings)
 
 
 def cv_category(ds, run):
-    """Cross-validate every kind of one category on the same folds, print the tables; its CvResult."""
+    """Cross-validate every kind of one category, and their fault models, on the same folds,
+    all fits in one pool (cross_validate); each table is printed once its fits are in. Its
+    CvResult."""
     s = run.settings
     folds, grouping = evaluation.cv_folds(ds, run.cv, s.seed, s.group_by)
     reports.print_grouping_warning(ds, grouping)
     result = CvResult(ds, grouping, folds)
-    start = time.perf_counter()
+    plans = []
     for kind in run.kinds():
         if not run.turned_off(kind):
             reports.print_kind_warnings(ds, kind)
@@ -428,32 +465,58 @@ def cv_category(ds, run):
         if problem:
             result.skipped[kind.name] = problem
             continue
-        cross_validate_kind(kind, ds, result, s)
-    result.seconds = time.perf_counter() - start
-    result.advice = cv_advice(result)
-    reports.print_cv(result, run)
-    cv_faults(ds, run, result)
+        plans.append(CvPlan(kind, ds, result, "frame"))
+    fault_table = FaultTable(ds, result, plans)
+    start = time.perf_counter()
+
+    def finished(table):
+        if table == "frame":
+            result.seconds = time.perf_counter() - start
+            result.advice = cv_advice(result)
+            reports.print_cv(result, run)
+        else:
+            fault_table.print()
+
+    cross_validate(plans + fault_table.plans, s, finished)
+    for table, planned in (("frame", plans), ("faults", fault_table.plans)):
+        if not planned:            # nothing to fit: printed all the same
+            finished(table)
     return result
 
 
-def cv_faults(ds, run, result):
-    """The which-fault table of --cv: each measured kind's fault model and its peers on the
-    incorrect samples that name a fault, on the same folds (faults.cv_figures)."""
-    view = fault_view(ds, result)
-    if view is None:
-        return
-    folds = [(view.index(train), view.index(test)) for train, test in result.folds]
-    inner = CvResult(view, result.grouping, folds)
-    for name in result.scores:
-        kind = faults.fault_kind(registry.by_name(name), view.names)
-        problem = kind.problem(view, result.grouping)
-        if problem:
+class FaultTable:
+    """The which-fault table of --cv: each planned kind's fault model and its peers on the
+    incorrect samples that name a fault (a FaultView), on the same folds (faults.cv_figures).
+    No points-removed figures: the table shows none, and at 100,000 frames they cost the peers
+    46 s of each fold's 136 (SVC's 7-class predictions 32 s)."""
+
+    def __init__(self, ds, result, plans):
+        self.ds, self.result, self.plans, self.skipped = ds, result, [], []
+        self.why = faults.problem(ds)      # '': no sample names a fault; None: the category gets fault models
+        self.view = faults.FaultView(ds, faults.fault_names(ds)) if self.why is None else None
+        if self.view is None:
+            return
+        inner = CvResult(self.view, result.grouping, [(self.view.index(a), self.view.index(b)) for a, b in result.folds])
+        for plan in plans:
+            kind = faults.fault_kind(plan.kind, self.view.names)
+            problem = kind.problem(self.view, result.grouping)
+            if problem:
+                self.skipped.append((kind, problem))
+            else:
+                self.plans.append(CvPlan(kind, self.view, inner, "faults", points_removed=False))
+
+    def print(self):
+        """Why there is no table or model, or the table (after the frame table, as before)."""
+        result, ds = self.result, self.ds
+        if self.why:
+            result.faults_skipped = self.why
+            reports.print_faults_skipped(ds, self.why)
+        if self.view is None:
+            return
+        for kind, problem in self.skipped:
             result.faults_skipped = problem
             reports.print_faults_skipped(ds, problem, kind)
-            continue
-        # no points-removed figures: the table has none, and at 100,000 frames they cost the
-        # peers 46 s of each fold's 136 (SVC's 7-class predictions 32 s)
-        cross_validate_kind(kind, view, inner, run.settings, points_removed=False)
-        for model, scores in inner.scores[kind.name].items():
-            result.faults[model] = faults.cv_figures(scores, view, kind.frame_figures)
-    reports.print_fault_table(ds, view, result.faults)
+        for plan in self.plans:
+            for model, scores in plan.result.scores[plan.kind.name].items():
+                result.faults[model] = faults.cv_figures(scores, self.view, plan.kind.frame_figures)
+        reports.print_fault_table(ds, self.view, result.faults)

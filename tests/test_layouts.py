@@ -146,7 +146,12 @@ def test_cv_folds_in_worker_processes_give_the_figures_of_one_process(tmp_path, 
         assert code == 0, err
         results.append(figures(out))
     assert pipeline.fold_jobs(2, 10 ** 6) == min(2, len(os.sched_getaffinity(0)))
-    assert pipeline.cv_tasks({"a": 1, "b": 2}, 2, True) == [(0, {"a": 1}), (1, {"a": 1}), (0, {"b": 2}), (1, {"b": 2})]
+    plans = [pipeline.CvPlan(None, None, pipeline.CvResult(None, None, [0, 1]), table, models=models)
+             for table, models in (("frame", {"a": 1, "b": 2}), ("faults", {"c": 3, "d": 4}))]
+    assert pipeline.cv_tasks(plans, True) == [(0, 0, {"a": 1}), (0, 1, {"a": 1}), (1, 0, {"c": 3}), (1, 1, {"c": 3}),
+                                              (0, 0, {"b": 2}), (0, 1, {"b": 2}), (1, 0, {"d": 4}), (1, 1, {"d": 4})]
+    assert pipeline.cv_tasks(plans, False) == [(0, 0, plans[0].models), (0, 1, plans[0].models),
+                                               (1, 0, plans[1].models), (1, 1, plans[1].models)]
     assert results[0] == results[1] and results[0]["stance"]["MotionClassifier"]["n_clips"] > 0
 
 
