@@ -39,11 +39,12 @@ class FaultView:
         that is not one of its recordings). One pass over the samples, not one per recording."""
         names = np.asarray(names)
         known, owner = np.unique(self.groups, return_inverse=True)
-        named = np.zeros((len(known) + 1, len(self.names)), dtype=int)     # the last row: an unknown name
+        named = np.zeros((len(known) + 1, len(self.names)), dtype=int)     # the last row: a name it lacks
         np.add.at(named, owner, self.allowed)
-        at = np.searchsorted(known, names) if len(known) else np.zeros(len(names), dtype=int)
-        at[(at >= len(known)) | (known[np.minimum(at, len(known) - 1)] != names if len(known) else True)] = len(known)
-        return named[at] > 0
+        at = np.searchsorted(known, names)
+        hit = at < len(known)
+        hit[hit] = known[at[hit]] == names[hit]
+        return named[np.where(hit, at, len(known))] > 0
 
 
 def fault_names(ds):

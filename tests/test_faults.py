@@ -48,6 +48,18 @@ def test_a_fault_view_holds_the_incorrect_samples_that_name_a_fault():
     assert view.allowed.tolist() == [[True, True], [True, False]] and view.index([3, 2]).tolist() == [1]
 
 
+def test_a_recording_is_credited_with_every_fault_its_frames_name():
+    ds = type("Dataset", (), {})()
+    ds.y, ds.faults = np.zeros(5, dtype=int), [("a",), ("b",), ("a",), ("c", "a"), ("b",)]
+    ds.X, ds.groups, ds.timestamps = np.zeros((5, 28)), np.array(["r1", "r0", "r1", "r2", "r1"]), np.zeros(5)
+    ds.files, ds.subjects, ds.category, ds.root, ds.has_clips = list("vwxyz"), [None] * 5, "c", "c", True
+    view = faults.FaultView(ds, ["a", "b", "c"])
+    allowed = view.recording_allowed(["r2", "r1", "unknown", "r0", "r1"])
+    assert allowed.tolist() == [[True, False, True], [True, True, False], [False, False, False],
+                                [False, True, False], [True, True, False]]
+    assert view.recording_allowed([]).shape == (0, 3)
+
+
 def test_a_category_needs_two_faults_each_in_two_recordings(tmp_path):
     data = build_dataset(tmp_path / "d", clips_per_class=3)
     assert faults.problem(samples.Dataset(data, "stance")) == ""           # no fault: nothing to say

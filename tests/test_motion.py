@@ -51,6 +51,26 @@ def test_a_recording_is_its_frames_in_time_order_duplicates_keep_the_first_and_u
     assert a.X[2][0] == ds.X[5][0]                                   # the frame without a timestamp is left out
 
 
+def test_recordings_of_a_chosen_index_in_any_order_match_one_recording_at_a_time():
+    """recordings() sorts once; its answer is each recording's frames picked one recording at a
+    time (by time, ties in the order of the index), the first frame of each time kept."""
+    rng = np.random.default_rng(0)
+    times = np.round(rng.random(300) * 3, 1)                  # many ties
+    times[rng.random(300) < 0.1] = np.nan
+    ds = fake_dataset([f"r{i}" for i in rng.integers(0, 40, 300)], times, y=rng.integers(0, 2, 300))
+    index = rng.permutation(300)[:200]
+    found = motion.recordings(ds, index)
+    timed = index[np.isfinite(ds.timestamps[index])]
+    assert [r.name for r in found] == sorted(set(ds.groups[timed]))
+    for r in found:
+        rows = timed[ds.groups[timed] == r.name]
+        rows = rows[np.argsort(ds.timestamps[rows], kind="stable")]
+        times, first = np.unique(ds.timestamps[rows], return_index=True)
+        np.testing.assert_array_equal(r.times, times - times[0])
+        np.testing.assert_array_equal(r.X, ds.X[rows[first]])
+        assert r.duplicates == len(rows) - len(times) and r.label == np.bincount(ds.y[rows]).argmax()
+
+
 def test_instants_take_the_nearest_frame_and_gaps_and_the_end_of_a_short_recording_are_nan():
     times = np.r_[np.arange(0, 1.0, 1 / 30), np.arange(2.0, 3.0, 1 / 30)]      # a one-second gap
     ds = fake_dataset(["r"] * len(times), times, X=np.repeat(times[:, None], 28, 1).astype(np.float32))
