@@ -25,7 +25,7 @@ if __name__ == "__main__":
 
 import torch
 
-from MediaPipe_Dataset import evaluation, pictures, pipeline, registry, reports, store
+from MediaPipe_Dataset import crossval, evaluation, pictures, pipeline, registry, reports, store
 from MediaPipe_Dataset.config import TrainingConfig
 from MediaPipe_Dataset.model import KeypointNormalizer, MotionClassifier, PoseClassifier
 from MediaPipe_Dataset.samples import KEYPOINT_NAMES, MEDIAPIPE_33, DataError, Dataset, discover_categories, parse_keypoints
@@ -192,7 +192,7 @@ def run_categories(args, run, categories, failed, results):
             run.current = ds.category
             try:
                 reports.report_problems(ds, args.strict)
-                results[ds.category] = pipeline.cv_category(ds, run) if args.cv else \
+                results[ds.category] = crossval.cv_category(ds, run) if args.cv else \
                     pipeline.train_category(ds, run, log)
                 if getattr(results[ds.category], "report_error", None):
                     failed.append(ds.category)

@@ -26,7 +26,7 @@ if __package__ in (None, ""):
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from MediaPipe_Dataset import evaluation, outputs, pipeline  # noqa: E402
+from MediaPipe_Dataset import crossval, evaluation, outputs  # noqa: E402
 from MediaPipe_Dataset.config import MotionNetConfig, TrainingConfig, WindowConfig  # noqa: E402
 from MediaPipe_Dataset.motion import MotionKind  # noqa: E402
 from MediaPipe_Dataset.samples import Dataset, discover_categories  # noqa: E402
@@ -47,8 +47,8 @@ def kind_of(frames, fps, width, windows):
 
 def score(ds, kind, settings, folds):
     """(per-recording accuracy of the kind's own model over the folds, seconds), as --cv scores it."""
-    result = pipeline.CvResult(ds, None, folds)
-    pipeline.cross_validate_kind(kind, ds, result, settings)
+    result = crossval.CvResult(ds, None, folds)
+    crossval.cross_validate_kind(kind, ds, result, settings)
     ours = next(iter(result.scores[kind.name].values()))
     n, right = ours.clip_figures()
     return right / n, ours.seconds

@@ -284,7 +284,7 @@ def category_page(result, own):
 # ----------------------------------------------------------------------------- --cv's report
 @plain_text
 def cv_page(results, removed_points):
-    """--cv's report from its results ({category: pipeline.CvResult}): per category, accuracy per
+    """--cv's report from its results ({category: crossval.CvResult}): per category, accuracy per
     model with the spread over folds (per frame) and per recording, and accuracy against points
     removed."""
     plt = pyplot()

@@ -12,7 +12,7 @@ import torch.nn as nn
 import quantize
 import train
 from conftest import build_dataset, run_main
-from MediaPipe_Dataset import kinds, motion, pipeline, registry, store, training
+from MediaPipe_Dataset import crossval, kinds, motion, registry, store, training
 from MediaPipe_Dataset.config import TrainingConfig, WindowConfig
 from MediaPipe_Dataset.movements import write_movements
 from MediaPipe_Dataset.samples import Dataset
@@ -103,9 +103,9 @@ def test_every_fold_fits_its_own_model(curls, monkeypatch):
         fitted.append(self)
         return original(self, *args)
     monkeypatch.setattr(kinds.NetClassifier, "fit", fit)
-    folds, grouping = pipeline.evaluation.cv_folds(ds, 2, 0)
-    result = pipeline.CvResult(ds, grouping, folds)
-    pipeline.cross_validate_kind(registry.by_name("motion"), ds, result, TrainingConfig(epochs=1))
+    folds, grouping = crossval.evaluation.cv_folds(ds, 2, 0)
+    result = crossval.CvResult(ds, grouping, folds)
+    crossval.cross_validate_kind(registry.by_name("motion"), ds, result, TrainingConfig(epochs=1))
     assert len(fitted) == 2 and fitted[0] is not fitted[1]
 
 

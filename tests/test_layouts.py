@@ -135,22 +135,22 @@ def test_a_sample_with_a_frames_field_of_its_own_stays_a_sample(tmp_path):
 
 
 def test_cv_folds_in_worker_processes_give_the_figures_of_one_process(tmp_path, monkeypatch):
-    from MediaPipe_Dataset import pipeline
+    from MediaPipe_Dataset import crossval
     synthesize.write(synthesize.synthesize("stance", 0, 160, (8, 12)), str(tmp_path / "data"))
     results = []
     for least in (10 ** 9, 0):            # every dataset in this process, then every one in workers
-        monkeypatch.setattr(pipeline, "PARALLEL_MIN_SAMPLES", least)
+        monkeypatch.setattr(crossval, "PARALLEL_MIN_SAMPLES", least)
         out = tmp_path / f"cv_{least}.json"
         code, _, err = run_train("--data-dir", tmp_path / "data", "--models-dir", tmp_path / "m", "--epochs", 2,
                                  "--cv", 2, "--json", out)
         assert code == 0, err
         results.append(figures(out))
-    assert pipeline.fold_jobs(2, 10 ** 6) == min(2, len(os.sched_getaffinity(0)))
-    plans = [pipeline.CvPlan(None, None, pipeline.CvResult(None, None, [0, 1]), table, models=models)
+    assert crossval.fold_jobs(2, 10 ** 6) == min(2, len(os.sched_getaffinity(0)))
+    plans = [crossval.CvPlan(None, None, crossval.CvResult(None, None, [0, 1]), table, models=models)
              for table, models in (("frame", {"a": 1, "b": 2}), ("faults", {"c": 3, "d": 4}))]
-    assert pipeline.cv_tasks(plans, True) == [(0, 0, {"a": 1}), (0, 1, {"a": 1}), (1, 0, {"c": 3}), (1, 1, {"c": 3}),
+    assert crossval.cv_tasks(plans, True) == [(0, 0, {"a": 1}), (0, 1, {"a": 1}), (1, 0, {"c": 3}), (1, 1, {"c": 3}),
                                               (0, 0, {"b": 2}), (0, 1, {"b": 2}), (1, 0, {"d": 4}), (1, 1, {"d": 4})]
-    assert pipeline.cv_tasks(plans, False) == [(0, 0, plans[0].models), (0, 1, plans[0].models),
+    assert crossval.cv_tasks(plans, False) == [(0, 0, plans[0].models), (0, 1, plans[0].models),
                                                (1, 0, plans[1].models), (1, 1, plans[1].models)]
     assert results[0] == results[1] and results[0]["stance"]["MotionClassifier"]["n_clips"] > 0
 
