@@ -7,7 +7,7 @@ import copy
 
 import numpy as np
 
-from MediaPipe_Dataset.samples import clip_verdicts, group_means
+from MediaPipe_Dataset.samples import clip_verdicts, group_means, group_sums
 
 MIN_FAULTS = 2              # a category gets fault models with at least this many faults,
 MIN_RECORDINGS = 2          # each named in at least this many recordings
@@ -38,13 +38,11 @@ class FaultView:
         """(len(names), faults): every fault a frame of each recording names (none for a name
         that is not one of its recordings). One pass over the samples, not one per recording."""
         names = np.asarray(names)
-        known, owner = np.unique(self.groups, return_inverse=True)
-        named = np.zeros((len(known) + 1, len(self.names)), dtype=int)     # the last row: a name it lacks
-        np.add.at(named, owner, self.allowed)
+        known, named, _ = group_sums(self.groups, self.allowed)
         at = np.searchsorted(known, names)
         hit = at < len(known)
         hit[hit] = known[at[hit]] == names[hit]
-        return named[np.where(hit, at, len(known))] > 0
+        return np.vstack([named, np.zeros((1, len(self.names)))])[np.where(hit, at, len(known))] > 0
 
 
 def fault_names(ds):
