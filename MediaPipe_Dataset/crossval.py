@@ -222,8 +222,7 @@ class FaultTable:
 
     def __init__(self, ds, result, plans):
         self.ds, self.result, self.plans, self.skipped = ds, result, [], []
-        self.why = faults.problem(ds)      # '': no sample names a fault; None: the category gets fault models
-        self.view = faults.FaultView(ds, faults.fault_names(ds)) if self.why is None else None
+        self.view, self.why = faults.view(ds)     # why: '' when no sample names a fault
         if self.view is None:
             return
         inner = CvResult(self.view, result.grouping, [(self.view.index(a), self.view.index(b)) for a, b in result.folds])

@@ -63,6 +63,12 @@ def problem(ds):
     return None
 
 
+def view(ds):
+    """(the FaultView of ds, or None when it gets no fault model; problem(ds))."""
+    why = problem(ds)
+    return (FaultView(ds, fault_names(ds)) if why is None else None), why
+
+
 def fault_kind(base, names):
     """The kind `base` (FrameKind, MotionKind) with the faults as its classes: named
     <base>_fault, its files <category><base suffix>_fault.*."""

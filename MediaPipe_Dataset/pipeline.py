@@ -209,11 +209,11 @@ def stage_report(result, own, swap):
 def fault_view(ds, result):
     """The FaultView of ds, or None when it gets no fault model; a category with faults but too
     few says why in one line (and in result.faults_skipped)."""
-    why = faults.problem(ds)
+    view, why = faults.view(ds)
     if why:
         result.faults_skipped = why
         reports.print_faults_skipped(ds, why)
-    return faults.FaultView(ds, faults.fault_names(ds)) if why is None else None
+    return view
 
 
 def fit_faults(ds, run, result, train_idx, val_idx, log):
